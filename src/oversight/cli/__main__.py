@@ -1,0 +1,3 @@
+from oversight.cli import app
+
+app()

@@ -1,0 +1,73 @@
+"""What every command shares: the Typer app, consoles, option types, error handling, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from oversight.errors import OversightError
+from oversight.models.base import ModelError
+
+app = typer.Typer(help="Measure, monitor and look inside language models.", no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="default | hf:<dir|file.gguf|hub id> | openai:<base_url>#<model>")]
+DtypeOpt = Annotated[str, typer.Option(help="float32 (exact) or bfloat16 (faster, less exact)")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (sqlite:///file.db, postgresql://user@host/db) or SQLite file; default: oversight.db in the data dir")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors a user can fix print as one red line (no traceback) and exit 2."""
+    try:
+        yield
+    except (OversightError, ModelError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished work is saved; re-run the same command to resume.")
+        raise typer.Exit(130) from None
+
+
+def open_model(spec: str, dtype: str, *, cache: bool) -> Any:
+    from oversight.models.cache import CachedModel, ResponseCache
+    from oversight.models.registry import load_model
+    from oversight.paths import cache_dir
+
+    with err.status(f"loading {spec}…"):
+        model = load_model(spec, dtype=dtype)
+    return CachedModel(model, ResponseCache(cache_dir() / "responses.sqlite")) if cache else model
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task_id = bar.add_task("starting", total=None)
+
+        def update(done: int, total: int, description: str) -> None:
+            bar.update(task_id, completed=done, total=total, description=description)
+
+        yield update
+
+
+def slug(spec: str) -> str:
+    tail = spec.rstrip("/").split("/")[-1].split("#")[-1].split(":")[-1] or "model"
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in tail)[:40]
