@@ -1,0 +1,1 @@
+"""Look inside: activations, interventions, lens, patching, probes, CCS, neurons, steering."""
