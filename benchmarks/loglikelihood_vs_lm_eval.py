@@ -10,7 +10,9 @@ each as a subprocess timed end to end (process start, imports, model load, data 
 scoring, writing). Both get the same ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and run from
 the repository root (the YAMLs' ``data_files`` are relative to it). A "startup" probe per
 side (imports plus loading the same model, nothing scored) gives the time excluding
-startup as ``wall - startup``.
+startup as ``wall - startup``. The probes run first, so oversight's timed runs read the
+tokenizer it saves on a model directory's first load (see ``oversight.models.fast_tokenizer``;
+the first load takes as long as lm-eval's), as any later run on that model does.
 
 It then prints a table of wall times and ratios (end to end; excluding startup; the
 "scoring" phase as each tool's own progress bar reports it, to the second; CPU seconds),

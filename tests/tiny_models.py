@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -10,6 +11,7 @@ from transformers import (
     AutoModelForCausalLM,
     Gemma3TextConfig,
     GPT2Config,
+    GPTNeoXConfig,
     LlamaConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
@@ -43,7 +45,7 @@ def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
 
 
 def tiny_config(arch: str, vocab_size: int, width: int = 64):  # type: ignore[no-untyped-def]
-    common = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+    common: dict[str, Any] = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=1, pad_token_id=0)
     if arch == "gemma3":
         return Gemma3TextConfig(
             hidden_size=width, intermediate_size=2 * width, num_hidden_layers=4, num_attention_heads=4,
@@ -58,6 +60,12 @@ def tiny_config(arch: str, vocab_size: int, width: int = 64):  # type: ignore[no
         )
     if arch == "gpt2":
         return GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=512, **common)
+    if arch == "gpt_neox":  # parallel attention + MLP, partial rotary (Pythia-style)
+        return GPTNeoXConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+            max_position_embeddings=512, rope_parameters={"rope_theta": 10000.0, "partial_rotary_factor": 0.25, "rope_type": "default"},
+            **common,
+        )
     raise ValueError(arch)
 
 

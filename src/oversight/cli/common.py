@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -50,6 +51,10 @@ def open_model(spec: str, dtype: str, *, cache: bool) -> Any:
 
     with err.status(f"loading {spec}…"):
         model = load_model(spec, dtype=dtype)
+    # The model and the libraries behind it live until the command ends: freezing them out
+    # of the cyclic collector's reach spares every later collection, and the one at exit
+    # (about a second with transformers loaded), from walking ~400k objects.
+    gc.freeze()
     return CachedModel(model, ResponseCache(cache_dir() / "responses.sqlite")) if cache else model
 
 

@@ -2,9 +2,9 @@
 
 Samples are processed in fixed chunks; each finished chunk is appended to
 ``samples.jsonl`` and fsynced before the next starts. A re-run with the same
-directory reads what is there (ignoring a line torn by ``kill -9``), does only the
-missing samples, and recomputes ``results.json`` from all records, so the results of
-an interrupted run equal an uninterrupted one's.
+directory reads what is there (ignoring a line torn by ``kill -9``), redoes the chunks
+that miss samples (writing only the missing ones), and recomputes ``results.json`` from
+all records, so the results of an interrupted run equal an uninterrupted one's.
 """
 
 from __future__ import annotations
@@ -153,15 +153,25 @@ class Runner:
         config = self._prepare(tasks)
         _seed_everything(self.settings.seed)
         done = _load_done(self.out_dir)
-        pending = {t.name: [s for s in t.samples if (t.name, s.doc_id) not in done] for t in tasks}
-        total = sum(requests_for(s, t) for t in tasks for s in pending[t.name])
+        # Chunks have fixed boundaries in dataset order and a partly done chunk runs whole
+        # (only its missing records are written): a batched backend's float rounding can
+        # depend on what is batched together, and this keeps a resumed run's numbers equal
+        # to an uninterrupted run's.
+        todo = {
+            t.name: [c for c in _chunks(list(t.samples), CHUNK_SIZE[t.kind]) if any((t.name, s.doc_id) not in done for s in c)]
+            for t in tasks
+        }
+        total = sum(requests_for(s, t) for t in tasks for c in todo[t.name] for s in c)
         counter = _Counter(total, self.progress)
         with (self.out_dir / SAMPLES_FILE).open("a", encoding="utf-8") as sink:
             for task in tasks:
                 counter.describe(task.name)
-                for chunk in _chunks(pending[task.name], CHUNK_SIZE[task.kind]):
+                for chunk in todo[task.name]:
                     outputs = self._run_chunk(task, chunk, counter)
-                    lines = [_record(task, s, o).model_dump_json() for s, o in zip(chunk, outputs, strict=True)]
+                    lines = [
+                        _record(task, s, o).model_dump_json()
+                        for s, o in zip(chunk, outputs, strict=True) if (task.name, s.doc_id) not in done
+                    ]
                     sink.write("\n".join(lines) + "\n")
                     sink.flush()
                     os.fsync(sink.fileno())

@@ -263,6 +263,7 @@ def load_hf(target: str, *, dtype: str = "float32", spec: str | None = None) -> 
 
 
 def load_pretrained_dir(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from oversight.models.fast_tokenizer import load_tokenizer
+
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return model, tokenizer
+    return model, load_tokenizer(path)
