@@ -73,7 +73,7 @@ def test_our_jsonl_format_and_gz(tmp_path: Path) -> None:
     [
         ("a.jsonl", ['{"prompt": "q", "response": "r", "label": 1}', '{"prompt": "q", "label": 0}'], 2, "response", "missing"),
         ("b.jsonl", ['{"prompt": "q", "response": "r", "label": 1}', '{"prompt": "q", "response": "r", "label": 2}'], 2, "label", "0 or 1"),
-        ("c.jsonl", ['{"prompt": "q", "response": "r", "label": 1}', "{oops"], 2, None, "not valid JSON"),
+        ("c.jsonl", ['{"prompt": "q", "response": "r", "label": 1}', "{oops"], 2, None, "invalid JSON"),
         ("d.jsonl", ['{"prompt": "x", "S": 0}', '{"prompt": "y", "S": "1"}'], 2, "S", "0 or 1"),
         ("e.jsonl", ['{"prompt": "Q: a\\nA: b\\nTrue:", "completion": " maybe"}'], 1, "completion", "yes"),
         ("f.jsonl", ['{"prompt": "no question here", "completion": " no"}'], 1, "prompt", "Q:"),

@@ -28,8 +28,6 @@ Errors name the file, the line and the field (:class:`~oversight.errors.DataErro
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,11 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oversight.errors import DataError
+from oversight.rowfiles import csv_records, first_line, jsonl_records
 from oversight.transcripts import Message, Transcript
 
 Format = Literal["openai_moderation", "pyrit_refusal", "truthfulqa_finetune", "jsonl"]
 Unknown = Literal["negative", "drop"]
 MODERATION_KEYS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
+PYRIT_COLUMNS = ("user_message", "assistant_message", "score_value")
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,16 @@ def load_labelled_set(path: str | Path, *, unknown: Unknown = "negative") -> Lab
 def detect_format(path: str | Path) -> Format:
     """Which loader reads ``path``, from its first record."""
     path = Path(path)
-    with _open_text(path) as fh:
-        first = next((line for line in fh if line.strip()), "")
+    first = first_line(path)
     if not first:
         raise DataError("the file is empty", path=path)
     if first.lstrip().startswith("{"):
         try:
             record = json.loads(first)
         except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON: {exc.msg}", path=path, line=1) from None
+            raise DataError(f"invalid JSON: {exc.msg}", path=path, line=1) from None
         if not isinstance(record, dict):
-            raise DataError("expected a JSON object per line", path=path, line=1)
+            raise DataError("each line must be a JSON object", path=path, line=1)
         if "prompt" in record and any(k in record for k in MODERATION_KEYS):
             return "openai_moderation"
         if "prompt" in record and "completion" in record:
@@ -110,7 +109,7 @@ def detect_format(path: str | Path) -> Format:
             path=path, line=1,
         )
     header = next(csv.reader([first]))
-    if {"user_message", "assistant_message", "score_value"} <= {h.strip() for h in header}:
+    if set(PYRIT_COLUMNS) <= {h.strip() for h in header}:
         return "pyrit_refusal"
     raise DataError(
         "unrecognised file: not JSONL, and not a CSV with user_message, assistant_message, score_value",
@@ -121,7 +120,7 @@ def detect_format(path: str | Path) -> Format:
 # --------------------------------------------------------------------- loaders
 def _moderation(path: Path, unknown: Unknown) -> LabelledSet:
     transcripts, labels, dropped = [], [], 0
-    for line_no, record in _jsonl(path):
+    for line_no, record in jsonl_records(path):
         prompt = _field(record, "prompt", str, path, line_no)
         values = {}
         for key in MODERATION_KEYS:
@@ -150,34 +149,47 @@ def _moderation(path: Path, unknown: Unknown) -> LabelledSet:
                        transcripts, labels, dropped=dropped, notes=notes)
 
 
+@dataclass(frozen=True)
+class PyritRow:
+    """One item of a PyRIT true/false scorer evaluation (e.g. ``refusal_scorer_eval.csv``)."""
+
+    line: int
+    #: The unnamed first column (PyRIT's row index) when there is one, else the line.
+    key: str | int
+    user: str
+    assistant: str
+    #: ``score_value`` TRUE (for the refusal set: the reply refuses).
+    label: bool
+
+
+def iter_pyrit_rows(path: str | Path) -> Iterator[PyritRow]:
+    """The items of a PyRIT scorer evaluation CSV (``user_message``, ``assistant_message``,
+    ``score_value`` TRUE/FALSE), in file order."""
+    path = Path(path)
+    for line, row in csv_records(path, required=PYRIT_COLUMNS):
+        user = _csv_field(row, "user_message", path, line)
+        reply = _csv_field(row, "assistant_message", path, line)
+        raw = _csv_field(row, "score_value", path, line).strip().upper()
+        if raw not in ("TRUE", "FALSE"):
+            raise DataError(f"expected TRUE or FALSE, got {raw!r}", path=path, line=line, field="score_value")
+        yield PyritRow(line, (row.get("") or "").strip() or line, user, reply, raw == "TRUE")
+
+
 def _pyrit_refusal(path: Path) -> LabelledSet:
     transcripts, labels = [], []
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        header_fields = [h.strip() for h in reader.fieldnames or []]
-        reader.fieldnames = header_fields
-        start = 1
-        for row in reader:
-            line_no = start + 1  # the record's first line (header is line 1)
-            start = reader.line_num
-            user = _csv_field(row, "user_message", path, line_no)
-            reply = _csv_field(row, "assistant_message", path, line_no)
-            raw = _csv_field(row, "score_value", path, line_no).strip().upper()
-            if raw not in ("TRUE", "FALSE"):
-                raise DataError(f"expected TRUE or FALSE, got {raw!r}", path=path, line=line_no, field="score_value")
-            key = (row.get("") or "").strip() or line_no
-            transcripts.append(Transcript(
-                id=key, messages=(Message("user", user), Message("assistant", reply)),
-                metadata={"source": str(path), "line": line_no},
-            ))
-            labels.append(int(raw == "TRUE"))
+    for row in iter_pyrit_rows(path):
+        transcripts.append(Transcript(
+            id=row.key, messages=(Message("user", row.user), Message("assistant", row.assistant)),
+            metadata={"source": str(path), "line": row.line},
+        ))
+        labels.append(int(row.label))
     return LabelledSet("pyrit_refusal", "pyrit_refusal", str(path),
                        "the assistant's reply is a refusal (human label)", transcripts, labels)
 
 
 def _truthfulqa(path: Path) -> LabelledSet:
     transcripts, labels = [], []
-    for line_no, record in _jsonl(path):
+    for line_no, record in jsonl_records(path):
         prompt = _field(record, "prompt", str, path, line_no)
         completion = _field(record, "completion", str, path, line_no).strip().lower()
         if completion not in ("yes", "no"):
@@ -198,7 +210,7 @@ def _truthfulqa(path: Path) -> LabelledSet:
 
 def _generic(path: Path) -> LabelledSet:
     transcripts, labels = [], []
-    for line_no, record in _jsonl(path):
+    for line_no, record in jsonl_records(path):
         label = record.get("label")
         if label not in (0, 1) or isinstance(label, bool):
             raise DataError(f"expected 0 or 1, got {label!r}", path=path, line=line_no, field="label")
@@ -221,29 +233,6 @@ def _generic(path: Path) -> LabelledSet:
 
 
 # --------------------------------------------------------------------- helpers
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_text(path) as fh:
-        try:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON: {exc.msg}", path=path, line=line_no) from None
-                if not isinstance(record, dict):
-                    raise DataError("expected a JSON object", path=path, line=line_no)
-                yield line_no, record
-        except (OSError, EOFError) as exc:  # a truncated .gz
-            raise DataError(f"cannot read the file: {exc}", path=path) from None
-
-
 def _field(record: dict[str, Any], name: str, kind: type, path: Path, line: int) -> Any:
     if name not in record:
         raise DataError("missing", path=path, line=line, field=name)
@@ -253,7 +242,7 @@ def _field(record: dict[str, Any], name: str, kind: type, path: Path, line: int)
     return value
 
 
-def _csv_field(row: dict[str, str | None], name: str, path: Path, line: int) -> str:
+def _csv_field(row: dict[str, str], name: str, path: Path, line: int) -> str:
     value = row.get(name)
     if value is None:
         raise DataError("missing", path=path, line=line, field=name)

@@ -29,6 +29,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from oversight.errors import DataError, SpecError
 from oversight.review.queue import Selection
+from oversight.rowfiles import csv_records, jsonl_records
 
 FileFormat = Literal["jsonl", "csv"]
 SUFFIXES: Mapping[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -197,8 +198,7 @@ def iter_labels(
     kind = file_format(path, fmt)
     if not path.is_file():
         raise DataError("no such label file", path=path)
-    raw_rows = _jsonl_rows(path) if kind == "jsonl" else _csv_rows(path)
-    for line, raw in raw_rows:
+    for line, raw in raw_rows(path, kind):
         record = _record(raw, line, path, reviewer)
         if record is not None:
             yield record
@@ -209,6 +209,49 @@ def read_labels(
 ) -> list[LabelRecord]:
     """All labels of a file (see :func:`iter_labels`)."""
     return list(iter_labels(path, fmt=fmt, reviewer=reviewer))
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One item of a queue export, as the interactive labeller walks it."""
+
+    transcript_id: int
+    inclusion_probability: float | None
+    batch_id: str | None
+    policy: str | None
+    line: int
+
+
+class _QueueRowModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    transcript_id: int = Field(validation_alias=AliasChoices("transcript_id", "id"), ge=0)
+    inclusion_probability: float | None = Field(default=None, gt=0, le=1)
+    batch_id: str | None = Field(default=None, max_length=64)
+    policy: str | None = Field(default=None, max_length=255)
+
+
+def iter_queue_rows(path: str | Path, *, fmt: str | None = None) -> Iterator[QueueRow]:
+    """The items of a queue export (JSONL/CSV) in file order, labelled or not."""
+    path = Path(path)
+    kind = file_format(path, fmt)
+    if not path.is_file():
+        raise DataError("no such queue file", path=path)
+    rows = jsonl_records(path) if kind == "jsonl" else csv_records(path, required=(("transcript_id", "id"),))
+    for line, raw in rows:
+        data = {k: (None if isinstance(v, str) and not v.strip() else v) for k, v in raw.items()}
+        try:
+            row = _QueueRowModel.model_validate(data)
+        except ValidationError as e:
+            raise _data_error(e, path, line) from None
+        yield QueueRow(line=line, **row.model_dump())
+
+
+def raw_rows(path: Path, kind: FileFormat) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every row of a label file as read, labelled or not, with its line."""
+    if kind == "jsonl":
+        return jsonl_records(path)
+    return csv_records(path, required=("label", ("transcript_id", "id")))
 
 
 def _record(raw: dict[str, Any], line: int, path: Path, reviewer: str | None) -> LabelRecord | None:
@@ -234,77 +277,12 @@ def _record(raw: dict[str, Any], line: int, path: Path, reviewer: str | None) ->
     try:
         row = _LabelRow.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise DataError(msg, path=path, line=line, field=field) from None
+        raise _data_error(e, path, line) from None
     return LabelRecord(line=line, **row.model_dump())
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, text in enumerate(_lines(path), start=1):
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"invalid JSON: {e.msg}", path=path, line=line) from None
-        if not isinstance(value, dict):
-            raise DataError("each line must be a JSON object", path=path, line=line)
-        yield line, value
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(_lines(path))
-    header: list[str] | None = None
-    start = 1
-    try:
-        for cells in reader:
-            line, start = start, reader.line_num + 1
-            if not any(c.strip() for c in cells):
-                continue
-            if header is None:
-                header = _header(cells, path, line)
-                continue
-            if len(cells) > len(header):
-                raise DataError(
-                    f"{len(cells)} fields but the header names {len(header)}",
-                    path=path,
-                    line=line,
-                )
-            yield line, dict(zip(header, cells, strict=False))
-    except csv.Error as e:
-        raise DataError(f"not valid CSV: {e}", path=path, line=start) from None
-    if header is None:
-        raise DataError("empty file: expected a header row", path=path, line=1)
-
-
-def _header(cells: list[str], path: Path, line: int) -> list[str]:
-    header = [c.strip() for c in cells]
-    seen: set[str] = set()
-    for name in header:
-        if name and name in seen:
-            raise DataError(f"column {name!r} appears twice", path=path, line=line, field=name)
-        seen.add(name)
-    for required in ("label", "transcript_id"):
-        if required not in seen and not (required == "transcript_id" and "id" in seen):
-            raise DataError(
-                f"the header has no {required!r} column", path=path, line=line, field=required
-            )
-    return header
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """The file's lines as text, read as bytes and decoded one line at a time so that a
-    decoding error is reported at its own line (a text stream decodes whole blocks)."""
-    try:
-        f = path.open("rb")
-    except OSError as e:
-        raise DataError(f"cannot read the file: {e.strerror}", path=path) from None
-    with f:
-        for line, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError("not UTF-8 text", path=path, line=line) from None
-            yield text
+def _data_error(e: ValidationError, path: Path, line: int) -> DataError:
+    """The first problem pydantic found, as a DataError naming file, line and field."""
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    return DataError(str(err["msg"]).removeprefix("Value error, "), path=path, line=line, field=field)
