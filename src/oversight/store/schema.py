@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -122,6 +123,9 @@ class Verdict(Base):
     evidence: Mapped[str | None] = mapped_column(Text)
     evidence_start: Mapped[int | None] = mapped_column(Integer)
     evidence_end: Mapped[int | None] = mapped_column(Integer)
+    #: The message the evidence span is in (a monitor's span is ``(message, start, end)``);
+    #: None for verdicts written before revision 0002, whose span the web app places itself.
+    evidence_message: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -133,6 +137,9 @@ class Verdict(Base):
         CheckConstraint("score IS NOT NULL OR error IS NOT NULL", name="ck_verdicts_score_or_error"),
         Index("ix_verdicts_monitor_version_score", "monitor", "monitor_version", "score"),
         Index("ix_verdicts_created_at", "created_at"),
+        # Covers a monitor's population (ids in order, scores) and its counts, so dashboards
+        # read an index, not a million scattered rows (revision 0002).
+        Index("ix_verdicts_population", "monitor", "monitor_version", "transcript_id", "score", "label"),
     )
 
 
@@ -187,6 +194,9 @@ class QueueItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     lock_owner: Mapped[str | None] = mapped_column(String(NAME))
     lock_expires_at: Mapped[datetime | None] = mapped_column()
+    #: When a reviewer labelled the item through the web app. Set by the same conditional
+    #: UPDATE that checks the lock, so two submissions of one item cannot both add a label.
+    labelled_at: Mapped[datetime | None] = mapped_column()
 
     transcript: Mapped[Transcript] = relationship()
 
@@ -199,7 +209,122 @@ class QueueItem(Base):
         Index("ix_queue_items_transcript_id", "transcript_id"),
         Index("ix_queue_items_policy_created", "policy", "created_at"),
         Index("ix_queue_items_lock_expires_at", "lock_expires_at"),
+        Index("ix_queue_items_monitor_policy", "monitor", "policy"),
     )
+
+
+class QueueSkip(Base):
+    """A reviewer passed on a queue item: it is not offered to them again, but stays open
+    for the others (a batch abandoned half-way would bias the estimate)."""
+
+    __tablename__ = "queue_skips"
+
+    queue_item_id: Mapped[int] = mapped_column(BigId, ForeignKey("queue_items.id", ondelete="CASCADE"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: Roles of web-app users, from most to least powerful: admins manage users, reviewers label,
+#: viewers read.
+ROLES = ("admin", "reviewer", "viewer")
+
+
+class User(Base):
+    """A person who signs in to the web app. Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_users_name"),
+        CheckConstraint("role IN ('admin', 'reviewer', 'viewer')", name="ck_users_role"),
+    )
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    copy of the database cannot be used to sign in."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    #: The synchronizer token every form and state-changing fetch of this session must carry.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Hard end of the session, however active it is.
+    expires_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_web_sessions_token_hash"),
+        Index("ix_web_sessions_user_id", "user_id"),
+        Index("ix_web_sessions_expires_at", "expires_at"),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token for scripts, acting as its user. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    #: The first characters of the token, to tell tokens apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+        Index("ix_api_tokens_user_id", "user_id"),
+    )
+
+
+class AuditEvent(Base):
+    """Who did what and when: labels, sign-ins, users, roles and tokens. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The user who acted; None for the command line run by whoever holds the database.
+    actor: Mapped[str | None] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(SHORT))
+    target: Mapped[str | None] = mapped_column(String(NAME))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_action_created", "action", "created_at"),
+    )
+
+
+#: Full-text search lives outside the models because SQLAlchemy cannot describe it: an FTS5
+#: virtual table (and the shadow tables FTS5 makes) kept current by triggers on SQLite, a GIN
+#: index over an expression on PostgreSQL. Migration 0002 creates them; autogenerate and the
+#: schema test skip these names through :func:`include_name`.
+SEARCH_TABLE = "transcripts_fts"
+SEARCH_INDEX = "ix_transcripts_search"
+SEARCH_OBJECTS = frozenset(
+    {SEARCH_TABLE, SEARCH_INDEX, *(f"{SEARCH_TABLE}_{shadow}" for shadow in ("data", "idx", "docsize", "config", "content"))}
+)
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic ``include_name`` hook: compare everything but the search objects."""
+    return name not in SEARCH_OBJECTS
 
 
 #: The Core tables, for bulk statements that bypass the ORM.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-from oversight.store.schema import Base
+from oversight.store.schema import Base, include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +25,8 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode copies the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # Full-text search objects are raw DDL (see schema.SEARCH_OBJECTS): never drop them.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
