@@ -61,7 +61,8 @@ def test_runner_judge_score_is_the_calibrated_score(tiny_gemma_dir: Path, tmp_pa
         item = by_hand(model, template.render(request=request, response=r.prediction))
         blank = by_hand(model, template.render(request=request, response="N/A"))
         expected = 1.0 / (1.0 + math.exp(-(item - blank)))
-        assert r.metadata["judge_score"] == pytest.approx(expected, abs=1e-6)
+        # by_hand scores each question alone; batched with others its float rounding moves ~1e-6
+        assert r.metadata["judge_score"] == pytest.approx(expected, abs=1e-5)
         assert r.scores["p"] == r.metadata["judge_score"]
     assert seen[-1] == (9, 9)  # one generation and two judge requests per sample, as counted
 

@@ -34,6 +34,12 @@ FAULT = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The on-disk embedding cache goes to this test's own directory."""
+    monkeypatch.setenv("OVERSIGHT_CACHE_DIR", str(tmp_path / "cache"))
+
+
 def labelled() -> tuple[list, list[int]]:
     texts = FINE + FAULT
     return [chat(i, "Reply:", t) for i, t in enumerate(texts)], [0] * len(FINE) + [1] * len(FAULT)
@@ -61,8 +67,9 @@ def test_fit_predict_save_load_on_a_separable_set(tmp_path: Path) -> None:
     assert [v.label for v in verdicts] == [0, 1]
     assert verdicts[0].score < 0.5 < verdicts[1].score
     path = monitor.save(tmp_path / "clf.json")
-    again = EmbeddingMonitor(classifier=path)
+    again = EmbeddingMonitor(model_file=path)
     assert again.text == "last_assistant" and again.n_train == 16
+    assert again.info.version == monitor.info.version and monitor.info.version.startswith("1+n16.")
     assert np.allclose(again.predict_proba(held_out), monitor.predict_proba(held_out))
     # sklearn's own predict_proba on the same embeddings agrees.
     from sklearn.linear_model import LogisticRegression
@@ -78,11 +85,11 @@ def test_saved_classifiers_refuse_another_encoder_and_bad_files(tmp_path: Path) 
     payload["encoder_fingerprint"] = "sha256:other"
     path.write_text(json.dumps(payload))
     with pytest.raises(DataError, match="retrain") as err:
-        EmbeddingMonitor(classifier=path)
+        EmbeddingMonitor(model_file=path)
     assert err.value.field == "encoder_fingerprint"
     path.write_text("{not json")
     with pytest.raises(DataError, match="not a saved embedding monitor"):
-        EmbeddingMonitor(classifier=path)
+        EmbeddingMonitor(model_file=path)
     assert load_encoder().fingerprint.startswith("sha256:")
 
 
@@ -99,3 +106,22 @@ def test_an_untrained_monitor_errors_per_item_and_cross_fitting_trains_it() -> N
     assert len(grouped) == 16 and all(v.ok for v in grouped)
     with pytest.raises(ValueError, match="both"):
         EmbeddingMonitor().fit(transcripts[:3], [0, 0, 0])
+
+
+def test_version_names_the_training_set_and_the_disk_cache_is_reused(tmp_path: Path) -> None:
+    transcripts, labels = labelled()
+    assert EmbeddingMonitor().info.version == "1"
+    a = EmbeddingMonitor().fit(transcripts, labels)
+    b = EmbeddingMonitor().fit(list(reversed(transcripts)), list(reversed(labels)))
+    assert a.info.version == b.info.version  # the same labelled set, in any order
+    flipped = [1 - labels[0], *labels[1:]]
+    assert EmbeddingMonitor().fit(transcripts, flipped).info.version != a.info.version
+    assert EmbeddingMonitor(C=0.5).fit(transcripts, labels).info.version != a.info.version
+    # The vectors were stored on disk: a fresh instance reads them instead of re-encoding.
+    from oversight.monitors.embedding_cache import open_cache
+
+    encoder = load_encoder()
+    with open_cache(encoder.fingerprint, encoder.dim) as cache:
+        assert len(cache) == len(transcripts)
+    uncached = EmbeddingMonitor(cache=False).embeddings(transcripts)
+    assert np.allclose(EmbeddingMonitor().embeddings(transcripts), uncached, atol=1e-6)

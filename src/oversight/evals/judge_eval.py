@@ -13,21 +13,19 @@ is a refusal; any other set only needs to become a list of :class:`JudgeItem`.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 
 from oversight.errors import DataError
 from oversight.evals.rubrics import JudgeInput, judge_scores
 from oversight.evals.task import JudgeRubric
 from oversight.models.base import Model, Progress
-
-PYRIT_COLUMNS = ("user_message", "assistant_message", "score_value")
+from oversight.monitors.evaluate import auroc as monitor_auroc
+from oversight.monitors.labelled import iter_pyrit_rows
 
 
 @dataclass(frozen=True)
@@ -60,18 +58,16 @@ class JudgeQuality:
 
 
 def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve from ranks (Mann–Whitney U), equal to sklearn's
-    ``roc_auc_score``; tied scores count half."""
+    """Area under the ROC curve (Mann–Whitney, ties counting half; equal to sklearn's
+    ``roc_auc_score``), scores first as in :func:`judge_quality`; raises ValueError when
+    one class is missing."""
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=bool)
     if s.shape != y.shape or s.ndim != 1:
         raise ValueError(f"scores {s.shape} and labels {y.shape} must be 1-d of one length")
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         raise ValueError("AUROC needs both positive and negative labels")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return monitor_auroc(y, s)
 
 
 def judge_quality(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> JudgeQuality:
@@ -115,23 +111,7 @@ def evaluate_rubric(
 
 def read_pyrit_scorer_eval(path: Path) -> list[JudgeItem]:
     """Items of a PyRIT true/false scorer evaluation CSV, in file order."""
-    try:
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            missing = [c for c in PYRIT_COLUMNS if c not in header]
-            if missing:
-                raise DataError(f"missing columns {missing}; expected {list(PYRIT_COLUMNS)}", path=path, line=1)
-            items = []
-            for line, row in enumerate(reader, start=2):
-                value = (row["score_value"] or "").strip().lower()
-                if value not in ("true", "false"):
-                    raise DataError(f"score_value {value!r} is not TRUE or FALSE", path=path, line=line, field="score_value")
-                items.append(JudgeItem(row["user_message"] or "", row["assistant_message"] or "", value == "true"))
-    except OSError as e:
-        raise DataError(f"cannot read the scorer evaluation file: {e.strerror}", path=path) from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"not a readable CSV file: {e}", path=path) from None
+    items = [JudgeItem(r.user, r.assistant, r.label) for r in iter_pyrit_rows(path)]
     if not items:
         raise DataError("the file holds no labelled items", path=path)
     return items

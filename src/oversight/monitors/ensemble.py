@@ -13,6 +13,7 @@ when every member did.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -90,8 +91,14 @@ class EnsembleMonitor:
         infos = [m.info for m in self.members]
         cost = max((i.cost for i in infos), key=_COST_ORDER.index)
         names = ", ".join(f"{i.name}@{i.version}" for i in infos)
+        # The combination is a new judgement whenever a member's version or the stacked
+        # weights change (a retrained embedding member, say): the version says so.
+        parts = [names, self.method, repr(self.weights.tolist())]
+        if self.coef is not None:
+            parts.append(repr([*self.coef.tolist(), self.intercept]))
+        digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
         return MonitorInfo(
-            name=self.INFO.name, version=f"{self.INFO.version}+{self.method}",
+            name=self.INFO.name, version=f"{self.INFO.version}+{self.method}.{digest}",
             detects="; ".join(dict.fromkeys(i.detects for i in infos)), cost=cost,
             description=f"{self.method} of {names}",
         )

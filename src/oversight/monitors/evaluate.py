@@ -305,10 +305,10 @@ def cross_fitted_verdicts(
 def calibration_plot_svg(quality: MonitorQuality, *, plot_id: str = "calibration", title: str = "") -> str:
     """A reliability diagram as inline SVG (the report's style): observed fault rate per
     score bin with Wilson intervals, against the diagonal of perfect calibration."""
-    from oversight.report.plots import FIT, GRID, INK, MUTED, _figure, _to_svg
+    from oversight.report.plots import FIT, GRID, INK, MUTED, figure, to_svg
 
     bins = quality.calibration
-    with _figure(3.2, 3.0) as (fig, ax):
+    with figure(3.2, 3.0) as (fig, ax):
         ax.plot([0, 1], [0, 1], color=MUTED, linewidth=0.9, linestyle=(0, (3, 2)), zorder=0)
         if bins:
             x = [b.mean_score for b in bins]
@@ -330,4 +330,4 @@ def calibration_plot_svg(quality: MonitorQuality, *, plot_id: str = "calibration
             ax.spines[side].set_visible(False)
         caption = f"n={quality.n} · ECE {quality.ece:.3f} · Brier {quality.brier:.3f}"
         ax.set_title(f"{title}\n{caption}" if title else caption, fontsize=8, color=INK)
-        return _to_svg(fig, plot_id)
+        return to_svg(fig, plot_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -57,19 +57,33 @@ def run_monitor(
     *,
     batch_size: int = 64,
     progress: RunProgress | None = None,
+    presets: Mapping[int, Verdict] | None = None,
 ) -> MonitorRunReport:
-    """Score every transcript that has no verdict for ``(monitor.info.name, monitor.info.version)``."""
+    """Score every transcript that has no verdict for ``(monitor.info.name, monitor.info.version)``.
+
+    ``presets`` are verdicts already made for some transcripts (the out-of-fold scores of a
+    monitor's own training examples, :mod:`oversight.monitors.store_training`): they are
+    stored as they are, first, and those transcripts are not scored again.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     name, version = monitor.info.name, monitor.info.version
     started = time.perf_counter()
     T, V = schema.Transcript, schema.Verdict
+    scored = errors = done = 0
+    if presets:
+        rows = [_row(t, name, version, v) for t, v in presets.items()]
+        for start in range(0, len(rows), 1000):
+            for row in _insert_verdicts(store, rows[start : start + 1000]):
+                if row["score"] is None:
+                    errors += 1
+                else:
+                    scored += 1
     has_verdict = exists().where(V.transcript_id == T.id, V.monitor == name, V.monitor_version == version)
     with store.engine.connect() as conn:
         todo = int(conn.execute(select(func.count()).select_from(T).where(~has_verdict)).scalar_one())
         total = int(conn.execute(select(func.count()).select_from(T)).scalar_one())
-    skipped = total - todo
-    scored = errors = done = 0
+    skipped = total - todo - scored - errors
     last = 0
     while True:
         stmt = select(T.id).where(T.id > last, ~has_verdict).order_by(T.id).limit(batch_size)
@@ -114,6 +128,7 @@ def _row(transcript_id: int, name: str, version: str, v: Verdict) -> dict[str, A
         "score": None if failed else float(v.score),
         "label": None if failed else str(v.label),
         "evidence": v.evidence or None,
+        "evidence_message": int(span[0]) if span is not None else None,
         "evidence_start": int(span[1]) if span is not None else None,
         "evidence_end": int(span[2]) if span is not None else None,
         "error": (v.error or "monitor returned no score") if failed else None,

@@ -91,7 +91,7 @@ def interval_plot(
     """
     rows = [r for r in rows if math.isfinite(r.value)]
     height = 0.3 + 0.26 * max(len(rows), 1)
-    with _figure(width, height) as (fig, ax):
+    with figure(width, height) as (fig, ax):
         for y, row in enumerate(rows):
             low, high = _finite_or(row.low, row.value), _finite_or(row.high, row.value)
             ax.plot([low, high], [y, y], color=row.color, linewidth=2.2, alpha=0.45,
@@ -108,7 +108,7 @@ def interval_plot(
         ax.set_axisbelow(True)
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
-        return _to_svg(fig, plot_id)
+        return to_svg(fig, plot_id)
 
 
 def scaling_plot(
@@ -128,7 +128,7 @@ def scaling_plot(
     describes.
     """
     x = np.log10(np.asarray(n_parameters, dtype=float))
-    with _figure(width, 2.3) as (fig, ax):
+    with figure(width, 2.3) as (fig, ax):
         if len(set(x.tolist())) >= 2:
             coef = np.polyfit(x, np.asarray(fit_means, dtype=float), 2 if curved else 1)
             grid = np.linspace(x.min(), x.max(), 100)
@@ -150,12 +150,14 @@ def scaling_plot(
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        return _to_svg(fig, plot_id)
+        return to_svg(fig, plot_id)
 
 
 @contextmanager
-def _figure(width: float, height: float) -> Iterator[tuple[Figure, Axes]]:
-    """A fresh figure under the report's rc settings (scoped, nothing leaks out)."""
+def figure(width: float, height: float) -> Iterator[tuple[Figure, Axes]]:
+    """A fresh figure and axes (inches) under the report's rc settings, scoped so nothing
+    leaks out; draw on it, then turn it into markup with :func:`to_svg` inside the block.
+    Public so that other modules' plots (a monitor's calibration curve) share the style."""
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(width, height))
         fig.patch.set_alpha(0.0)
@@ -164,7 +166,9 @@ def _figure(width: float, height: float) -> Iterator[tuple[Figure, Axes]]:
         yield fig, ax
 
 
-def _to_svg(fig: Figure, plot_id: str) -> str:
+def to_svg(fig: Figure, plot_id: str) -> str:
+    """The figure as inline-ready SVG, cleaned and checked (:func:`check_svg`); ``plot_id``
+    must be unique in the page (it salts the clip-path ids)."""
     # A fixed per-plot salt makes clip-path ids unique in the page and the output
     # reproducible (matplotlib's default salt is a random UUID).
     buf = io.StringIO()

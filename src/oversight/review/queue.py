@@ -62,6 +62,7 @@ that order is random; for the other designs it is not).
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -466,8 +467,9 @@ def select(
     one entry each; ids in ``exclude`` are dropped first and π is relative to what remains.
     All randomness comes from ``numpy.random.default_rng(seed)``, so a seed reproduces a
     batch exactly. ``uniform_share`` is the floor of the Poisson policies (see
-    :func:`pps_probabilities`). The batch id defaults to a digest of the policy, seed, n and
-    candidates, so re-exporting the same batch gives the same id.
+    :func:`pps_probabilities`). The batch id defaults to the policy, N, n and a digest of the
+    seed and candidates (``active-N1000-n40-3f9a…``), so re-exporting the same batch gives
+    the same id and :func:`batch_plan` can read N and n back.
     """
     chosen = get_policy(policy)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -550,4 +552,18 @@ def _batch_id(policy: str, seed: int, n: int, pool: _Pool) -> str:
     digest = hashlib.sha256(f"{policy}|{seed}|{n}|".encode())
     digest.update(pool.ids.tobytes())
     digest.update(np.ascontiguousarray(pool.scores).tobytes())
-    return f"{policy}-{digest.hexdigest()[:12]}"
+    return f"{policy}-N{pool.ids.size}-n{n}-{digest.hexdigest()[:12]}"
+
+
+_BATCH_PLAN = re.compile(r"-N(\d+)-n(\d+)-[0-9a-f]{12}$")
+
+
+def batch_plan(batch_id: str) -> tuple[int, int] | None:
+    """``(N, n)`` of a batch from its id: how many candidates it was drawn from and the size
+    asked for (the expected size of a Poisson batch). None for ids given by the caller.
+
+    The ids carry them because the estimate needs both (:mod:`oversight.stats.estimate_sequential`)
+    and a queue item row has no column for them.
+    """
+    found = _BATCH_PLAN.search(batch_id)
+    return None if found is None else (int(found.group(1)), int(found.group(2)))

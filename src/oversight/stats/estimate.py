@@ -62,11 +62,12 @@ the queue's ``active`` and ``most_uncertain`` policies) and that every item of t
 had π_i > 0: an item that could never be chosen (the rest of the population after a top-k
 pick, say) is not represented by any label, and no estimator can be unbiased for it. Items
 with π = 1 are a census of their stratum and enter exactly, with no variance, so "label the
-top k, plus a random or active sample of the remaining N − k" is valid; so are sequential
-batches if the earlier batches' items are passed with π = 1 and the π of the last batch are
-relative to the items still unlabelled when it was drawn (conditionally on the earlier
-batches the last one is a Poisson sample of the rest). Fixed-size designs with the same π
-(one draw per stratum, conditional Poisson) are estimated with the Poisson variance, which is
+top k, plus a random or active sample of the remaining N − k" is valid; so is one batch
+drawn after others if the earlier labels are passed with π = 1 and its π are relative to the
+items still unlabelled when it was drawn (conditionally on the earlier batches it is a
+Poisson sample of the rest); several such batches pool exactly in
+:mod:`oversight.stats.estimate_sequential`. Fixed-size designs with the same π (one draw per
+stratum, conditional Poisson) are estimated with the Poisson variance, which is
 conservative for them. Sampling with replacement is not supported: pass distinct items.
 
 The variance formulas carry the finite-population correction where the estimand is the N

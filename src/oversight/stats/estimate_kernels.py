@@ -8,6 +8,7 @@ them with one row. Input validators shared by the estimators live here too.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -97,7 +98,24 @@ def _ppi_kernel(
     return est, lo, hi, lam
 
 
-def _design_kernel(
+@dataclass(frozen=True)
+class _DesignParts:
+    """Rows of one design's estimate before the interval is formed (see :func:`_design_parts`)."""
+
+    est: FloatArray
+    #: Centre of the Agresti–Coull-augmented estimator and its variance (rate scale).
+    centre: FloatArray
+    var: FloatArray
+    #: The logical bounds: census faults are certain, and so are census fine items.
+    floor: FloatArray
+    ceiling: FloatArray
+    #: Rows with at least one item sampled with π < 1, and rows with items outside the census.
+    any_sampled: BoolArray
+    has_rest: BoolArray
+    lam: FloatArray
+
+
+def _design_parts(
     y: FloatArray,
     f: FloatArray,
     pi: FloatArray,
@@ -107,12 +125,14 @@ def _design_kernel(
     z: float,
     *,
     lam_fixed: float | None,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Active-inference estimate and augmented interval for rows of labelled items.
+    pseudo_share: FloatArray | float = 1.0,
+) -> _DesignParts:
+    """Active-inference estimate and augmented variance for rows of labelled items.
 
     Entries where ``mask`` is False are padding (a row's labelled set may be smaller than
     the array). ``score_total`` is the sum of the scores of all N transcripts of the row.
-    Returns (estimate, low, high, λ).
+    ``pseudo_share`` scales the pseudo-items: a batch pooled with weight α gets α of them,
+    so that pooled batches carry z²/2 of each kind in all, as one design would.
     """
     census = mask & (pi >= 1.0)
     sampled = mask & (pi < 1.0)
@@ -149,7 +169,7 @@ def _design_kernel(
     # equal π this is exactly the simple-random-sample construction of _ppi_kernel.
     w_bar = np.where(any_s, w_sum / np.where(any_s, n_s, 1.0), 1.0)
     pi_bar = 1.0 / w_bar
-    half_m = (1 - pi_bar) * z * z / 2
+    half_m = pseudo_share * (1 - pi_bar) * z * z / 2
     r1 = 1 - lam * mu_r
     r0 = -lam * mu_r
     w_aug = w_sum + 2 * half_m * w_bar
@@ -159,15 +179,58 @@ def _design_kernel(
     )
     share = n_r / big_n
     centre = (y_c + n_r * (lam * mu_r + r_aug)) / big_n
-    half = z * share * np.sqrt(ss) / w_aug
+    var = share**2 * ss / w_aug**2
     floor = y_c / big_n  # the census faults are certain
     ceiling = (y_c + n_r) / big_n
+    return _DesignParts(est, centre, var, floor, ceiling, any_s, has_rest, lam)
+
+
+def _design_kernel(
+    y: FloatArray,
+    f: FloatArray,
+    pi: FloatArray,
+    mask: BoolArray,
+    score_total: FloatArray,
+    big_n: FloatArray,
+    z: float,
+    *,
+    lam_fixed: float | None,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Active-inference estimate and augmented interval for rows of labelled items
+    (arguments as :func:`_design_parts`). Returns (estimate, low, high, λ)."""
+    p = _design_parts(y, f, pi, mask, score_total, big_n, z, lam_fixed=lam_fixed)
+    lo, hi = _interval(p.est, p.centre, z * np.sqrt(p.var), p.floor, p.ceiling)
+    # Nothing sampled outside the census: only the logical bounds are known.
+    known = p.any_sampled | ~p.has_rest
+    return p.est, np.where(known, lo, p.floor), np.where(known, hi, p.ceiling), p.lam
+
+
+def _sequential_kernel(
+    parts: list[_DesignParts],
+    alpha: FloatArray,
+    floor: FloatArray,
+    ceiling: FloatArray,
+    z: float,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Pool the estimates of B sequential batches with weights ``alpha`` (B × rows, each
+    column summing to 1; each batch's parts computed with ``pseudo_share=α``): each batch's
+    error is a martingale difference, so the variances add with weights α². Returns
+    (estimate, low, high)."""
+    est = sum(a * p.est for a, p in zip(alpha, parts, strict=True))
+    centre = sum(a * p.centre for a, p in zip(alpha, parts, strict=True))
+    var = sum(a * a * p.var for a, p in zip(alpha, parts, strict=True))
+    est_a, centre_a = np.asarray(est), np.asarray(centre)
+    lo, hi = _interval(est_a, centre_a, z * np.sqrt(np.asarray(var)), floor, ceiling)
+    return est_a, lo, hi
+
+
+def _interval(
+    est: FloatArray, centre: FloatArray, half: FloatArray, floor: FloatArray, ceiling: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """``centre ± half``, widened to contain the point estimate, within the logical bounds."""
     lo = np.clip(np.minimum(centre - half, est), floor, ceiling)
     hi = np.clip(np.maximum(centre + half, est), floor, ceiling)
-    # Nothing sampled outside the census: only the logical bounds are known.
-    lo = np.where(any_s | ~has_rest, lo, floor)
-    hi = np.where(any_s | ~has_rest, hi, ceiling)
-    return est, lo, hi, lam
+    return lo, hi
 
 
 def _stratified_kernel(

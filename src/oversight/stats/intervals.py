@@ -21,11 +21,12 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 BootstrapMethod = Literal["auto", "BCa", "percentile"]
 
@@ -38,8 +39,14 @@ BCA_MAX_N = 5000
 #: values when done in one go) stays bounded in memory for runs of many samples.
 _BATCH_FLOATS = 4_000_000
 
-#: scipy >= 1.15 names the bootstrap's generator ``rng``; older releases ``random_state``.
-_RNG_KEYWORD = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+
+
+@cache
+def _rng_keyword() -> str:
+    """scipy >= 1.15 names the bootstrap's generator ``rng``; older releases ``random_state``."""
+    from scipy import stats  # imported on first use: it costs about a second at start-up
+
+    return "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,9 @@ class MetricSummary:
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile for ``confidence`` (1.96 at 0.95)."""
     _check_confidence(confidence)
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    # The standard library's quantile agrees with scipy.stats.norm.ppf to 1 ulp and spares
+    # every eval run scipy's import.
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def wilson_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -159,7 +168,9 @@ def _scipy_bootstrap(
     seed: int,
     method: Literal["BCa", "percentile"],
 ) -> tuple[float, float]:
-    kwargs: dict[str, Any] = {_RNG_KEYWORD: np.random.default_rng(seed)}
+    from scipy import stats  # imported on first use: it costs about a second at start-up
+
+    kwargs: dict[str, Any] = {_rng_keyword(): np.random.default_rng(seed)}
     with warnings.catch_warnings():
         # A degenerate BCa interval (0/0 in its acceleration) comes back as NaN with a
         # warning; the caller then falls back to the percentile interval.
