@@ -56,7 +56,7 @@ def test_run_safely_lets_keyboard_interrupt_through() -> None:
 
 def test_registry_lists_the_builtins_and_explains_unknown_names_and_options() -> None:
     infos = list_monitors()
-    assert [i.name for i in infos] == ["rules", "refusal", "judge", "embedding", "ensemble"] == list(MONITORS)
+    assert [i.name for i in infos] == ["rules", "refusal", "judge", "embedding", "ensemble", "probe"] == list(MONITORS)
     assert all(isinstance(i, MonitorInfo) and i.cost in ("free", "cheap", "model", "expensive") for i in infos)
     assert all(i.version and i.detects and i.description for i in infos)
     with pytest.raises(SpecError) as err:

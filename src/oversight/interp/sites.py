@@ -15,8 +15,14 @@ site               what it captures                                             
 ``mlp.{i}``        the MLP block's output of layer ``i``                          d_model
 ``heads.{i}``      each head's output before the attention output projection      n_heads*head_dim
 ``neurons.{i}``    the MLP's hidden activations (input of its down projection)    d_mlp
+``pattern.{i}``    attention probabilities of layer ``i`` (every head, query by   heads × keys
+                   key); computed with eager attention for that pass, since fused
+                   kernels never materialise them
 ``final_norm``     the final norm's output (what the output layer reads)          d_model
 =================  =============================================================  ==============
+
+On Gemma, ``attn.{i}`` and ``mlp.{i}`` are read before the post-attention / post-feedforward
+norms, so the residual stream adds ``norm(attn.{i})``, not ``attn.{i}`` itself.
 
 Any module path (``model.layers.3.self_attn.q_proj``) or glob over paths (``model.layers.*.mlp``)
 is a site too; it captures the module's output.
@@ -35,14 +41,15 @@ from transformers import PreTrainedModel
 
 from oversight.errors import SpecError
 
-HookKind = Literal["output", "input"]
+#: "weights": the attention module's second output (its probabilities), for pattern sites.
+HookKind = Literal["output", "input", "weights"]
 
 _ATTENTION = ("self_attn", "attn", "attention")
 _ATTENTION_OUT = ("o_proj", "c_proj", "dense", "out_proj")
 _MLP = ("mlp",)
 _MLP_OUT = ("down_proj", "c_proj", "dense_4h_to_h", "fc2", "fc_out")
 _FINAL_NORM = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
-_ALIAS = re.compile(r"^(resid|attn|mlp|heads|neurons)\.(-?\d+)$")
+_ALIAS = re.compile(r"^(resid|attn|mlp|heads|neurons|pattern)\.(-?\d+)$")
 
 
 @dataclass(frozen=True)
@@ -139,12 +146,13 @@ def _resolve_one(name: str, lay: Layout, modules: list[str]) -> list[Site]:
             "mlp": Site(name, f"{layer}.{lay.mlp}", "output", i),
             "heads": Site(name, f"{layer}.{lay.attention}.{lay.attention_out}", "input", i),
             "neurons": Site(name, f"{layer}.{lay.mlp}.{lay.mlp_out}", "input", i),
+            "pattern": Site(name, f"{layer}.{lay.attention}", "weights", i),
         }[kind]
         return [site]
     matches = [m for m in modules if fnmatch.fnmatchcase(m, name)] if any(c in name for c in "*?[") else [m for m in modules if m == name]
     if not matches:
-        near = difflib.get_close_matches(name, [*modules, "embed", "final_norm", "resid.0", "attn.0", "mlp.0", "heads.0", "neurons.0"], n=5, cutoff=0.5)
-        hint = f"; near matches: {', '.join(near)}" if near else "; use resid.N, attn.N, mlp.N, heads.N, neurons.N, embed, final_norm or a module path"
+        near = difflib.get_close_matches(name, [*modules, "embed", "final_norm", "resid.0", "attn.0", "mlp.0", "heads.0", "neurons.0", "pattern.0"], n=5, cutoff=0.5)
+        hint = f"; near matches: {', '.join(near)}" if near else "; use resid.N, attn.N, mlp.N, heads.N, neurons.N, pattern.N, embed, final_norm or a module path"
         raise SpecError(f"no module named {name!r} in this model{hint}")
     return [Site(m, m, "output", _layer_of(m, lay)) for m in matches]
 

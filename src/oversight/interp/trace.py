@@ -8,12 +8,18 @@ forward) never run.
 Padding is explicit: each batch carries its token lengths and the side it was padded on, and
 position ids are computed from the attention mask, so left and right padding both give the
 activations of an unpadded run.
+
+Attention patterns (``pattern.{i}``) exist only under eager attention: a pass that captures one
+switches the model's attention implementation to eager for that pass and restores it after.
+
+Activations come back on the CPU (captures) or on the model's device (:func:`forward_with`), in
+float32 or bfloat16, never float16: Gemma's residual stream exceeds float16's range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,6 +28,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 from transformers import PreTrainedModel
 
+from oversight.errors import SpecError
 from oversight.interp.sites import Site, layout, resolve_sites
 
 PaddingSide = Literal["right", "left"]
@@ -103,7 +110,7 @@ def replace(site: str, value: torch.Tensor, positions: Positions | torch.Tensor 
 
 def add(site: str, vector: torch.Tensor, positions: Positions | torch.Tensor = "all", scale: float = 1.0) -> Intervention:
     """Add ``scale * vector`` (a direction, [width]) at the positions: the basis of steering."""
-    return Intervention(site, lambda h, b: _write(h, b, positions, lambda old, row: old + scale * vector.to(old.dtype)))
+    return Intervention(site, lambda h, b: _write(h, b, positions, lambda old, row: old + scale * vector.to(old)))
 
 
 def scale(site: str, factor: float, positions: Positions | torch.Tensor = "all") -> Intervention:
@@ -116,7 +123,7 @@ def zero_ablate(site: str, positions: Positions | torch.Tensor = "all") -> Inter
 
 def mean_ablate(site: str, mean: torch.Tensor, positions: Positions | torch.Tensor = "all") -> Intervention:
     """Replace with a mean activation ([width]), e.g. over a reference set of prompts."""
-    return Intervention(site, lambda h, b: _write(h, b, positions, lambda old, row: mean.to(old.dtype).expand_as(old)))
+    return Intervention(site, lambda h, b: _write(h, b, positions, lambda old, row: mean.to(old).expand_as(old)))
 
 
 @dataclass
@@ -158,15 +165,17 @@ def forward_with(
     stop_early: bool = True,
 ) -> dict[str, torch.Tensor]:
     """One forward pass of the model's body with interventions applied; the raw [batch, tokens, width]
-    activation of each captured site (detached, in the model's dtype).
+    activation of each captured site (detached, in the model's dtype); ``pattern.{i}`` sites give
+    [batch, heads, tokens, tokens] attention probabilities.
 
     ``stop_early`` ends the pass after the deepest captured layer. The output layer never runs:
     use :func:`logits_at` on ``final_norm`` for logits at chosen positions.
     """
     found: dict[str, torch.Tensor] = {}
-    stop_at = _stop_module(model, capture) if stop_early and capture else None
+    stop_at = _stop_point(model, capture) if stop_early and capture else None
     handles: list[RemovableHandle] = []
     run = _Run(batch)
+    patterns = any(site.hook == "weights" for site in capture)
     try:
         for intervention in interventions:
             (site,) = _single_site(model, intervention.site)
@@ -174,21 +183,46 @@ def forward_with(
         for site in capture:
             handles.append(_register(model, site, _recorder(site, found)))
         if stop_at is not None:  # registered last, so it fires after every capture hook
-            handles.append(model.get_submodule(stop_at).register_forward_hook(_raise_stop))
+            module, before = stop_at
+            hook = model.get_submodule(module)
+            handles.append(hook.register_forward_pre_hook(_raise_stop) if before else hook.register_forward_hook(_raise_stop))
         body = model.base_model
-        with torch.inference_mode(), suppress(_Stop):
-            body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False)
+        eager: AbstractContextManager[None] = _eager_attention(model) if patterns else nullcontext()
+        device = next(model.parameters()).device
+        with torch.inference_mode(), eager, suppress(_Stop):
+            body(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                 position_ids=batch.position_ids.to(device), use_cache=False)
     finally:
         for handle in handles:
             handle.remove()
     return found
 
 
+@contextmanager
+def _eager_attention(model: PreTrainedModel) -> Iterator[None]:
+    """Run the block's forward passes with eager attention, the only implementation that returns its
+    probabilities; the model's own choice (sdpa, flash…) is restored on exit, even on error.
+
+    The setting lives on the config objects the attention modules and mask builders read at call
+    time, so switching it for one pass changes nothing else. (Not safe while another thread runs
+    the same model object.)
+    """
+    configs = {id(m.config): m.config for m in model.modules() if isinstance(m, PreTrainedModel)}
+    saved = {key: config._attn_implementation_internal for key, config in configs.items()}
+    try:
+        for config in configs.values():
+            config._attn_implementation_internal = "eager"
+        yield
+    finally:
+        for key, config in configs.items():
+            config._attn_implementation_internal = saved[key]
+
+
 def logits_at(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
     """The output layer (with Gemma's logit soft-capping) on final-norm activations [..., d_model]."""
     head = model.get_output_embeddings()
     with torch.inference_mode():
-        logits = head(hidden.to(head.weight.dtype)).float()
+        logits = head(hidden.to(head.weight)).float()
     cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
@@ -199,21 +233,30 @@ class Activations:
 
     With ``positions="last"`` a site's tensor is [texts, width]; with token indices [texts, k,
     width]; with "all" or masks the tokens of all texts are stacked, [tokens, width], and text i
-    is rows ``offsets[i]:offsets[i + 1]`` (see :meth:`of`).
+    is rows ``offsets[i]:offsets[i + 1]`` (see :meth:`of`). Attention patterns differ in size from
+    text to text, so they are kept as one [heads, queries, keys] tensor per text in ``patterns``.
     """
 
     sites: dict[str, torch.Tensor]
     positions: Positions
     offsets: list[int] | None = None
     token_ids: list[list[int]] = field(default_factory=list)
+    patterns: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
     def __getitem__(self, site: str) -> torch.Tensor:
+        if site in self.patterns:
+            raise KeyError(f"{site} holds one [heads, queries, keys] tensor per text: use .of({site!r}, i)")
+        if site not in self.sites:
+            raise KeyError(f"{site!r} was not captured; captured: {', '.join([*self.sites, *self.patterns])}")
         return self.sites[site]
 
     def of(self, site: str, text: int) -> torch.Tensor:
+        """One text's activations at a site (its selected tokens, or its attention pattern)."""
+        if site in self.patterns:
+            return self.patterns[site][text]
         if self.offsets is None:
-            return self.sites[site][text]
-        return self.sites[site][self.offsets[text] : self.offsets[text + 1]]
+            return self[site][text]
+        return self[site][self.offsets[text] : self.offsets[text + 1]]
 
 
 def iter_capture(
@@ -229,17 +272,24 @@ def iter_capture(
     interventions: Sequence[Intervention] = (),
 ) -> Iterator[tuple[Batch, dict[str, list[torch.Tensor]]]]:
     """Capture batch by batch (for streaming to disk): each batch and, per site, one tensor per text
-    ([width] for "last", [k, width] for indices, [tokens, width] for "all" or a mask)."""
+    ([width] for "last", [k, width] for indices, [tokens, width] for "all" or a mask; for
+    ``pattern.{i}`` sites [heads, queries, keys] with the chosen positions as queries and all the
+    text's tokens as keys)."""
     if dtype not in CACHE_DTYPES:
         raise ValueError(f"activations are cached as float32 or bfloat16, not {dtype} (Gemma's overflow float16)")
     chosen = resolve_sites(model, [sites] if isinstance(sites, str) else list(sites))
+    if not texts:
+        raise ValueError("no texts to capture")
     encoded = [tokenizer(text)["input_ids"] for text in texts]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))  # similar lengths pad less
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch = pad([encoded[i] for i in rows], pad_id=_pad_id(tokenizer), padding_side=padding_side, indices=rows)
         raw = forward_with(model, batch, capture=chosen, interventions=interventions)
-        yield batch, {site.name: _select(raw[site.name], batch, positions, dtype) for site in chosen}
+        yield batch, {
+            site.name: (_select_pattern if site.hook == "weights" else _select)(raw[site.name], batch, positions, dtype)
+            for site in chosen
+        }
 
 
 def capture(
@@ -256,6 +306,7 @@ def capture(
     progress: Callable[[int], None] | None = None,
 ) -> Activations:
     """Activations of the sites for every text, in memory, in the order of ``texts``."""
+    pattern_sites = {s.name for s in resolve_sites(model, [sites] if isinstance(sites, str) else list(sites)) if s.hook == "weights"}
     per_text: dict[str, list[torch.Tensor | None]] = {}
     token_ids: list[list[int]] = [[] for _ in texts]
     for batch, found in iter_capture(
@@ -270,16 +321,18 @@ def capture(
             token_ids[index] = batch.input_ids[row, batch.real_tokens(row)].tolist()
         if progress:
             progress(len(batch.indices))
+    done = {name: [t for t in tensors if t is not None] for name, tensors in per_text.items()}
     ragged = not (positions == "last" or _is_index_list(positions))
-    stacked = {name: torch.cat if ragged else torch.stack for name in per_text}
-    sites_out = {name: stacked[name]([t for t in tensors if t is not None]) for name, tensors in per_text.items()}
+    join = torch.cat if ragged else torch.stack
+    sites_out = {name: join(tensors) for name, tensors in done.items() if name not in pattern_sites}
     offsets = None
-    if ragged:
-        first = next(iter(per_text.values()), [])
+    if ragged and done:
+        name, tensors = next(iter(done.items()))
         offsets = [0]
-        for t in first:
-            offsets.append(offsets[-1] + (0 if t is None else t.shape[0]))
-    return Activations(sites_out, positions, offsets, token_ids)
+        for t in tensors:  # the selected tokens of each text (a pattern's queries)
+            offsets.append(offsets[-1] + t.shape[1 if name in pattern_sites else 0])
+    patterns = {name: tensors for name, tensors in done.items() if name in pattern_sites}
+    return Activations(sites_out, positions, offsets, token_ids, patterns)
 
 
 # -- internals ---------------------------------------------------------------------------------
@@ -294,6 +347,8 @@ def _single_site(model: PreTrainedModel, name: str) -> list[Site]:
     sites = resolve_sites(model, name)
     if len(sites) != 1:
         raise ValueError(f"an intervention needs one site; {name!r} matches {len(sites)}")
+    if sites[0].hook == "weights":
+        raise SpecError(f"{name!r} can be captured, not edited: to change attention, edit heads.N or attn.N")
     return sites
 
 
@@ -302,10 +357,23 @@ def _register(model: PreTrainedModel, site: Site, fn: Callable[[torch.Tensor], t
     if site.hook == "input":
 
         def pre_hook(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+            if not args:  # some families pass the hidden states by keyword
+                new = fn(kwargs["hidden_states"])
+                return None if new is None else (args, {**kwargs, "hidden_states": new})
             new = fn(args[0])
             return None if new is None else ((new, *args[1:]), kwargs)
 
         return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    if site.hook == "weights":
+
+        def weights_hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            if weights is None:
+                raise SpecError(f"{site.module} returned no attention probabilities even with eager attention; {site.name} is not supported for this model")
+            fn(weights)
+
+        return module.register_forward_hook(weights_hook)
 
     def hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
         tensor = output[0] if isinstance(output, tuple) else output
@@ -342,13 +410,15 @@ def _unpadded(tensor: torch.Tensor) -> Batch:
     return Batch(ones, ones, [tokens] * rows, "right", list(range(rows)))
 
 
-def _stop_module(model: PreTrainedModel, sites: Sequence[Site]) -> str | None:
-    """The module after whose output nothing else is needed, or None if the pass must finish."""
+def _stop_point(model: PreTrainedModel, sites: Sequence[Site]) -> tuple[str, bool] | None:
+    """(module, before it runs?) after which nothing else is needed, or None if the pass must finish."""
     lay = layout(model)
     if any(s.layer is None and s.name != "embed" for s in sites):
         return None  # final_norm or a module outside the layers: run to the end
     layers = [s.layer for s in sites if s.layer is not None]
-    return lay.layer(max(layers, default=0))
+    if not layers:  # only the embeddings: stop as layer 0 is about to run
+        return lay.layer(0), True
+    return lay.layer(max(layers)), False
 
 
 def _is_index_list(positions: object) -> bool:
@@ -369,8 +439,29 @@ def _select(raw: torch.Tensor, batch: Batch, positions: Positions, dtype: torch.
             if mask.shape[0] != batch.lengths[row]:
                 raise ValueError(f"text {batch.indices[row]}: mask has {mask.shape[0]} entries for {batch.lengths[row]} tokens")
             picked = raw[row, batch.real_tokens(row)][mask]
-        out.append(picked.to(dtype).clone())
+        out.append(picked.to("cpu", dtype, copy=True))  # a copy: never a view of the whole batch
     return out
+
+
+def _select_pattern(raw: torch.Tensor, batch: Batch, positions: Positions, dtype: torch.dtype) -> list[torch.Tensor]:
+    """[heads, queries, keys] per text from [batch, heads, tokens, tokens]: padding cut from both axes."""
+    out: list[torch.Tensor] = []
+    for row in range(len(batch.lengths)):
+        keys = raw[row][:, :, batch.real_tokens(row)]
+        if positions == "all":
+            cols = list(range(batch.real_tokens(row).start, batch.real_tokens(row).stop))
+        else:
+            cols = _positions_of(batch, positions, row)
+            if not (positions == "last" or _is_index_list(positions)):
+                _check_mask(positions, batch, row)
+        out.append(keys[:, cols].to("cpu", dtype, copy=True))
+    return out
+
+
+def _check_mask(positions: Any, batch: Batch, row: int) -> None:
+    mask = positions[batch.indices[row]]
+    if len(mask) != batch.lengths[row]:
+        raise ValueError(f"text {batch.indices[row]}: mask has {len(mask)} entries for {batch.lengths[row]} tokens")
 
 
 def _positions_of(batch: Batch, positions: Positions | torch.Tensor, row: int) -> list[int]:
@@ -396,7 +487,7 @@ def _write(
     for row in range(h.shape[0]):
         cols = _positions_of(batch, positions, row)
         if cols:
-            h[row, cols] = new(h[row, cols], row).to(h.dtype)
+            h[row, cols] = new(h[row, cols], row).to(h)
     return h
 
 

@@ -213,6 +213,7 @@ MONITORS: dict[str, MonitorFactory] = {
     "judge": _Lazy("oversight.monitors.judge", "JudgeMonitor"),
     "embedding": _Lazy("oversight.monitors.embedding", "EmbeddingMonitor"),
     "ensemble": _Lazy("oversight.monitors.ensemble", "EnsembleMonitor"),
+    "probe": _Lazy("oversight.monitors.probe", "ProbeMonitor"),
 }
 
 
