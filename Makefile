@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 
-.PHONY: demo test lint install install-dev clean pg-server
+.PHONY: demo test lint install install-dev clean pg-server browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,19 @@ pg-server:
 		echo "PostgreSQL server binaries missing: run 'sudo apt-get install -y postgresql'; the store's PostgreSQL tests skip without them (and fail in CI)"; \
 	fi
 
+## Headless Chromium (Debian package) for the web app's browser tests, driven by Playwright
+## with executable_path=/usr/bin/chromium (Playwright's own browser download is never used).
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the chromium package (for the web app's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium missing: run 'sudo apt-get install -y chromium'; the browser tests skip without it (and fail in CI)"; \
+	fi
+
 ## Every test, plus ruff and mypy over src/.
-test: lint pg-server
+test: lint pg-server browser
 	$(VENV)/bin/pytest -q
 
 clean:
