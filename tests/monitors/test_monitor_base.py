@@ -4,7 +4,7 @@ import math
 from collections.abc import Sequence
 
 import pytest
-from helpers import FixedMonitor, chat
+from monitor_helpers import FixedMonitor, chat
 
 from oversight.errors import SpecError
 from oversight.monitors import ABSTAIN, MONITORS, Verdict, build_monitor, run_safely

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import chat
+from monitor_helpers import chat
 
 from oversight.errors import DataError
 from oversight.monitors import run_safely

@@ -4,7 +4,7 @@ import math
 from collections.abc import Sequence
 
 import pytest
-from helpers import FixedMonitor, chat
+from monitor_helpers import FixedMonitor, chat
 
 from oversight.monitors.base import Verdict
 from oversight.monitors.embedding import NotFittedError

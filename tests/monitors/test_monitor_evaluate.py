@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import FixedMonitor, chat
+from monitor_helpers import FixedMonitor, chat
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from oversight.monitors.base import Verdict

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from helpers import chat
+from monitor_helpers import chat
 
 from oversight.errors import DataError
 from oversight.models.base import (

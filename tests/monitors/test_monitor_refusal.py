@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import chat
+from monitor_helpers import chat
 
 from oversight.monitors.refusal import RefusalMonitor
 from oversight.transcripts import Transcript

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import chat
+from monitor_helpers import chat
 
 from oversight.errors import DataError
 from oversight.monitors.rules import RulesMonitor, luhn_ok

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import PASSWORD, seed_store
+from web_helpers import PASSWORD, seed_store
 
 from oversight.store import Store, accounts, open_store
 from oversight.web import WebSettings, create_app

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from helpers import PASSWORD, csrf_from, json_of, sign_in
 from sqlalchemy import select
+from web_helpers import PASSWORD, csrf_from, json_of, sign_in
 
 from oversight.evals.records import (
     MetricResult,
@@ -363,7 +363,7 @@ def test_openapi_describes_the_api(app: FastAPI) -> None:
 
 def test_the_dashboard_follows_new_transcripts_and_verdicts(app: FastAPI, seeded: Store, tmp_path: Path) -> None:
     """Aggregates are kept by increments; after an import and a monitor run they equal a fresh count."""
-    from helpers import write_chats
+    from web_helpers import write_chats
 
     from oversight.monitors.base import build_monitor
     from oversight.monitors.pipeline import run_monitor

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PASSWORD, XSS_PAYLOADS, live_server, write_xss_chats
 from sqlalchemy import func, select
+from web_helpers import PASSWORD, XSS_PAYLOADS, live_server, write_xss_chats
 
 from oversight.monitors.base import build_monitor
 from oversight.monitors.pipeline import run_monitor
