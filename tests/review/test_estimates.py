@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from oversight.cli import app
 from oversight.errors import SpecError
 from oversight.monitors.base import build_monitor
 from oversight.monitors.pipeline import run_monitor
@@ -19,6 +21,7 @@ from oversight.review.service import export_queue, import_labels
 from oversight.stats.estimate_sequential import BatchDraw, sequential_rate_ci
 from oversight.store import Store, import_file, open_store
 from oversight.store.aggregates import scored_population
+from oversight.store.subsets import TranscriptSubset
 
 REFUSALS = ("I'm sorry, but I can't help with that.", "I cannot assist with that request.")
 SUBTLE = "Let's talk about something else, like the weather."
@@ -138,3 +141,77 @@ def test_methods_that_need_one_design_are_refused_for_several(store: Store, tmp_
         estimate_from_store(store, "refusal", method="ppi")
     classical = estimate_from_store(store, "refusal", method="classical").estimate
     assert classical.method == "classical" and classical.n_labelled == 60
+
+
+def test_where_gives_the_rate_of_a_subset_from_the_same_batches(tmp_path: Path) -> None:
+    # Two sources with different refusal rates; the batches are drawn over both.
+    with (tmp_path / "quiet.jsonl").open("w") as f:
+        for i in range(300):
+            reply = REFUSALS[0] if i % 20 == 0 else f"Here is topic {i} explained."  # 5%
+            f.write(json.dumps({"prompt": f"Tell me about {i}.", "response": reply}) + "\n")
+    write_chats(tmp_path / "busy.jsonl", 0, 300)  # ~26%
+    db = f"sqlite:///{tmp_path / 'where.db'}"
+    with open_store(db) as store:
+        import_file(store, tmp_path / "quiet.jsonl", source="quiet")
+        import_file(store, tmp_path / "busy.jsonl", source="busy")
+        run_monitor(store, build_monitor("refusal"))
+        review(store, tmp_path, "active", 60, 1)
+        review(store, tmp_path, "random", 60, 2)
+        y = truth(store)
+        sources = {int(t.id): t.source for b in store.iter_transcripts() for t in b if t.id is not None}
+        for name in ("quiet", "busy"):
+            found = estimate_from_store(store, "refusal", where=TranscriptSubset(source=name))
+            est = found.estimate
+            inside = [t for t in sources if sources[t] == name]
+            assert est.n_total == 300 and est.method == "sequential"
+            labelled = {t for t, *_ in _labels(store)}
+            assert est.n_labelled == len(labelled & set(inside))
+            assert est.ci_low <= np.mean([y[t] for t in inside]) <= est.ci_high
+        whole = estimate_from_store(store, "refusal").estimate
+        quiet = estimate_from_store(store, "refusal", where=TranscriptSubset(source="quiet")).estimate
+        assert quiet.rate < whole.rate
+        with pytest.raises(SpecError, match=r"no transcript scored by refusal .* matches --where source=nowhere"):
+            estimate_from_store(store, "refusal", where=TranscriptSubset(source="nowhere"))
+        # Times: imported now, so all of them fall after 2000 and none before.
+        since = estimate_from_store(store, "refusal", where=TranscriptSubset.parse(["since=2000-01-01", "source=busy"]))
+        assert since.estimate.n_total == 300
+        with pytest.raises(SpecError, match="matches --where until=2000"):
+            estimate_from_store(store, "refusal", where=TranscriptSubset.parse(["until=2000-01-01"]))
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["estimate", "--monitor", "refusal", "--db", db, "--where", "source=busy", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["n_total"] == 300
+    shown = runner.invoke(app, ["estimate", "--monitor", "refusal", "--db", db, "--where", "source=quiet"])
+    assert shown.exit_code == 0 and "with source=quiet" in shown.stdout
+    for clause, message in (("colour=red", "unknown key 'colour'"), ("since=yesterday", "not an ISO date"), ("model", "expected key=value")):
+        bad = runner.invoke(app, ["estimate", "--monitor", "refusal", "--db", db, "--where", clause])
+        assert bad.exit_code == 2 and message in bad.stderr, bad.output
+
+
+def test_where_without_labels_inside_is_refused(store: Store, tmp_path: Path) -> None:
+    review(store, tmp_path, "random", 30, 1)
+    write_chats(tmp_path / "new.jsonl", 400, 50)
+    import_file(store, tmp_path / "new.jsonl", source="new")
+    run_monitor(store, build_monitor("refusal"))
+    with pytest.raises(SpecError, match=r"none of the 30 labelled transcripts .* is in the subset"):
+        estimate_from_store(store, "refusal", where=TranscriptSubset(source="new"))
+
+
+def _labels(store: Store) -> list[tuple[int, int]]:
+    from sqlalchemy import select
+
+    from oversight.store.schema import Label
+
+    with store.session() as s:
+        return [(int(t), int(y)) for t, y in s.execute(select(Label.transcript_id, Label.label))]
+
+
+def test_subset_clauses_and_times() -> None:
+    subset = TranscriptSubset.parse(["model=m1", "since=2026-11-01", "until=2026-12-01T12:00"])
+    assert subset.model == "m1" and subset.since is not None and subset.since.tzinfo is not None
+    assert subset.describe() == "model=m1, since=2026-11-01T00:00:00+00:00, until=2026-12-01T12:00:00+00:00"
+    assert TranscriptSubset.parse([]).is_everything
+    for clauses, message in ((["task=a", "task=b"], "given twice"), (["since=2026-12-02", "until=2026-12-01"], "not before")):
+        with pytest.raises(SpecError, match=message):
+            TranscriptSubset.parse(clauses)

@@ -207,20 +207,25 @@ def estimate_command(
     db: DbOpt = None,
     method: Annotated[str, typer.Option(help="auto | classical | wilson | ppi | stratified | active")] = "auto",
     version: Annotated[str | None, typer.Option(help="monitor version (default: the latest scored)")] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="only transcripts with source=… | model=… | task=… | since=DATE | until=DATE; repeatable (AND)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The fault rate over all scored transcripts, with a 95% CI, from the human labels.
 
     Labels from several queue batches pool exactly (a sequential design); a batch not fully
-    labelled yet is left out, and a line on stderr says so.
+    labelled yet is left out, and a line on stderr says so. ``--where`` gives the rate of a
+    subset from the same labels (a domain estimate: valid whichever queue drew them).
     """
     import json
 
     from oversight.review.estimates import estimate_from_store
     from oversight.store import open_store
+    from oversight.store.subsets import TranscriptSubset
 
+    with user_errors():
+        subset = TranscriptSubset.parse(where or [])  # before the store: a typo touches nothing
     with user_errors(), open_store(db) as store:
-        found = estimate_from_store(store, monitor, version=version, method=method)
+        found = estimate_from_store(store, monitor, version=version, method=method, where=subset)
         est = found.estimate
         for note in found.notes:
             err.print(f"[yellow]note[/] {note}", highlight=False, soft_wrap=True)
@@ -233,5 +238,7 @@ def estimate_command(
         batches = f" from {used} queue batch{'es' if used != 1 else ''}" if found.batches else ""
         console.print(
             f"fault rate [bold]{est.rate:.3f}[/] (95% CI [{est.ci_low:.3f}, {est.ci_high:.3f}])"
-            f" from {est.n_labelled} labels{batches} over {est.n_total} transcripts · {est.method}"
+            f" from {est.n_labelled} labels{batches} over {est.n_total} transcripts"
+            + (f" with {subset.describe()}" if not subset.is_everything else "")
+            + f" · {est.method}"
         )

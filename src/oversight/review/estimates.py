@@ -30,16 +30,18 @@ and a batch it then contradicts (an item both known and drawn) is left out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import func, select
 
 from oversight.errors import DataError, SpecError
 from oversight.review.queue import batch_plan
 from oversight.stats.estimate import METHODS, RateEstimate, estimate_fault_rate
+from oversight.stats.estimate_domain import domain_outcomes, to_domain
 from oversight.stats.estimate_sequential import BatchDraw, sequential_rate_ci
 from oversight.store import Store, schema
 from oversight.store.aggregates import (
@@ -49,6 +51,7 @@ from oversight.store.aggregates import (
     scored_population,
 )
 from oversight.store.schema import as_utc
+from oversight.store.subsets import TranscriptSubset, subset_ids
 
 #: Methods that pool several batches; the others need a single design.
 POOLING_METHODS = ("auto", "active", "classical")
@@ -100,11 +103,19 @@ def gather_estimate(store: Store, monitor_name: str, *, version: str | None = No
     return estimate_from_store(store, monitor_name, version=version, method=method).estimate
 
 
-def estimate_from_store(store: Store, monitor_name: str, *, version: str | None = None, method: str = "auto") -> StoreEstimate:
-    """The estimate with the account of which batches and labels it used."""
+def estimate_from_store(
+    store: Store, monitor_name: str, *, version: str | None = None, method: str = "auto", where: TranscriptSubset | None = None
+) -> StoreEstimate:
+    """The estimate with the account of which batches and labels it used; ``where`` narrows
+    the rate to a subset of the population (see :mod:`oversight.stats.estimate_domain`)."""
     version = version or latest_version(store, monitor_name)
     population = scored_population(store, monitor_name, version)
-    return estimate_with_history(population, latest_labels(store), queue_history(store, monitor_name), method=method)
+    in_domain = None
+    if where is not None and not where.is_everything:
+        in_domain = np.isin(population.ids, subset_ids(store, where), assume_unique=True)
+        if not in_domain.any():
+            raise SpecError(f"no transcript scored by {monitor_name} {version} matches --where {where.describe()}")
+    return estimate_with_history(population, latest_labels(store), queue_history(store, monitor_name), method=method, in_domain=in_domain)
 
 
 def estimate_for_population(
@@ -161,17 +172,36 @@ def queue_history(store: Store, monitor_name: str) -> QueueHistory:
 
 
 def estimate_with_history(
-    population: ScoredPopulation, labels: LatestLabels, history: QueueHistory, *, method: str = "auto"
+    population: ScoredPopulation,
+    labels: LatestLabels,
+    history: QueueHistory,
+    *,
+    method: str = "auto",
+    in_domain: NDArray[np.bool_] | None = None,
 ) -> StoreEstimate:
-    """The estimate from a population, its labels and the monitor's queue history."""
+    """The estimate from a population, its labels and the monitor's queue history; given
+    ``in_domain`` (aligned with ``population.ids``), the rate of that domain only."""
     if method not in METHODS:
         raise SpecError(f"unknown estimation method {method!r}; accepted: {', '.join(METHODS)}")
     name = f"{population.monitor} {population.version}"
     data = _Data.of(population, labels, history)
     if not data.latest:
         raise SpecError(f"no labels for transcripts scored by {name}; label a queue first (`oversight queue`, then `oversight label`)")
+    if in_domain is None:
+        return _estimate(data, history, method, population.version, name)
+    if in_domain.shape != (len(data.ids),):
+        raise ValueError(f"in_domain must have one entry per scored transcript ({len(data.ids)}); got shape {in_domain.shape}")
+    inside = sum(bool(in_domain[data.position[t]]) for t in data.latest)
+    if inside == 0:
+        # The variance would be estimated from labels that are all zero by construction.
+        raise SpecError(f"none of the {len(data.latest)} labelled transcripts scored by {name} is in the subset; label some of its transcripts first")
+    found = _estimate(data.for_domain(in_domain), history, method, population.version, name)
+    return replace(found, estimate=to_domain(found.estimate, int(in_domain.sum()), inside))
+
+
+def _estimate(data: _Data, history: QueueHistory, method: str, version: str, name: str) -> StoreEstimate:
     if not history.batches:
-        return StoreEstimate(_unqueued(data, method), population.version)
+        return StoreEstimate(_unqueued(data, method), version)
     statuses, draws = _assess_batches(data, history)
     usable = [d for d in draws if d is not None]
     if not usable:
@@ -189,7 +219,7 @@ def estimate_with_history(
     notes = tuple(f"batch {s.batch_id} not used: {s.reason}" for s in statuses if not s.used)
     if unused:
         notes += (f"{unused} labels were neither drawn by a usable batch nor made before one; they do not enter the estimate",)
-    return StoreEstimate(estimate, population.version, tuple(statuses), unused, notes)
+    return StoreEstimate(estimate, version, tuple(statuses), unused, notes)
 
 
 @dataclass
@@ -210,6 +240,12 @@ class _Data:
             for t, y, pi in zip(labels.ids[found], labels.labels[found], labels.inclusion[found], strict=True)
         }
         return cls(ids, population.estimate_scores, {t: i for i, t in enumerate(ids)}, latest, history.first_labelled)
+
+    def for_domain(self, in_domain: NDArray[np.bool_]) -> _Data:
+        """Labels and scores times the domain indicator: the outcome whose population rate
+        is the domain's rate times N_D / N (:mod:`oversight.stats.estimate_domain`)."""
+        latest = {t: (y if in_domain[self.position[t]] else 0, pi) for t, (y, pi) in self.latest.items()}
+        return replace(self, scores=domain_outcomes(self.scores, in_domain), latest=latest)
 
 
 def _as_time(value: datetime | str) -> datetime:
