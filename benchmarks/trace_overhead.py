@@ -15,6 +15,12 @@ On the default model (Gemma 3 270M, float32, CPU), for each thread count:
    every layer's output), in its own venv (``bash benchmarks/nnsight_env.sh``), run as a
    subprocess on the same token ids, with its own plain-forward baseline in that process.
 
+Every comparison runs twice, in this order: with glibc's default malloc, then after
+:func:`oversight.interp.memory.keep_freed_memory` (the policy the CLI sets for its model
+commands; nnsight's process gets the same policy through ``GLIBC_TUNABLES``). A capture keeps
+its tensors alive through the pass, and the default malloc hands the freed blocks back to the
+kernel after each call, so the next one pays page faults for all of them.
+
 Modes are interleaved within each repetition (order alternating between repetitions) so slow
 drifts of a shared machine hit both; the script prints medians, the overhead of the medians and
 the median of per-repetition ratios, and the load average. Usage:
@@ -36,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from oversight.interp.memory import keep_freed_memory
 from oversight.interp.sites import residual_sites
 from oversight.interp.trace import Batch, forward_with, pad
 from oversight.models.default import default_model_dir, load_default
@@ -88,7 +95,11 @@ def report(title: str, times: dict[str, list[float]], base: str) -> dict[str, fl
     return out
 
 
-def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int) -> dict[str, object] | None:
+#: ``keep_freed_memory()``'s policy, for a process that does not import oversight.
+KEEP_FREED_TUNABLES = "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432"
+
+
+def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int, *, keep_freed: bool) -> dict[str, object] | None:
     python = HERE / ".venv-nnsight" / "bin" / "python"
     if not python.exists():
         print("  nnsight: benchmarks/.venv-nnsight is missing; run `bash benchmarks/nnsight_env.sh` first")
@@ -99,6 +110,7 @@ def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int) -> dict[
         result = subprocess.run(
             [str(python), str(HERE / "trace_overhead_nnsight.py"), str(model_dir), str(inputs), str(threads), str(reps), str(Path(tmp) / "saved.pt")],
             capture_output=True, text=True, check=False,
+            env={**os.environ, "GLIBC_TUNABLES": KEEP_FREED_TUNABLES} if keep_freed else None,
         )
         if result.returncode != 0:
             print(f"  nnsight failed:\n{result.stderr[-3000:]}")
@@ -106,6 +118,27 @@ def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int) -> dict[
         figures: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
         figures["saved"] = torch.load(Path(tmp) / "saved.pt")
     return figures
+
+
+def nnsight_figures(args: argparse.Namespace, batch: Batch, threads: int, n_layers: int,
+                    capture_all: Callable[[], object], summary: dict[str, object], tag: str) -> None:
+    figures = run_nnsight(default_model_dir(), batch, threads, args.reps, keep_freed=bool(tag))
+    if figures is None:
+        return
+    saved = figures.pop("saved")
+    full = capture_all()
+    exact = all(torch.equal(saved[i], full[f"resid.{i}"][0]) for i in range(n_layers))  # type: ignore[index]
+    med_plain, med_nn = statistics.median(figures["plain"]), statistics.median(figures["nnsight"])  # type: ignore[arg-type]
+    paired = statistics.median([n / p for n, p in zip(figures["nnsight"], figures["plain"], strict=True)])  # type: ignore[call-overload]
+    print(f"  nnsight {figures['version']} (own process): plain body median {med_plain * 1000:.1f} ms, "
+          f"capture {n_layers} resid median {med_nn * 1000:.1f} ms: {100 * (med_nn / med_plain - 1):+.1f}% "
+          f"(paired {100 * (paired - 1):+.1f}%); first prompt's residuals equal ours bit for bit: {exact}")
+    summary[f"nnsight_{threads}t{tag}"] = 100 * (med_nn / med_plain - 1)
+    nn_fixed = statistics.median([n - p for n, p in zip(figures["tiny_nnsight"], figures["tiny_plain"], strict=True)])  # type: ignore[call-overload]
+    tiny_plain = statistics.median(figures["tiny_plain"])  # type: ignore[arg-type]
+    print(f"  nnsight fixed cost {nn_fixed * 1000:.2f} ms per call on 1×8 tokens (plain {tiny_plain * 1000:.1f} ms)"
+          f" = {100 * nn_fixed / med_plain:.3f}% of its {args.prompts}×{args.tokens} plain body")
+    summary[f"nnsight_fixed_cost_ms_{threads}t{tag}"] = nn_fixed * 1000
 
 
 def main() -> None:
@@ -160,36 +193,28 @@ def main() -> None:
     print(f"exactness: resid.0..{n_layers - 2} equal output_hidden_states bit for bit: {same}")
 
     summary: dict[str, object] = {}
-    for threads in [int(t) for t in args.threads.split(",")]:
-        torch.set_num_threads(threads)
-        print(f"\n{threads} thread(s), load average {os.getloadavg()[0]:.2f}")
-        summary_times = interleaved({"plain body (base_model)": plain_body, f"capture {n_layers} resid (our hooks)": capture_all}, args.reps)
-        summary[f"overhead_{threads}t"] = report(f"same depth, {args.prompts} prompts", summary_times, "plain body (base_model)")
-        times = interleaved({"plain body, 1×8 tokens": plain_tiny, "capture, 1×8 tokens": capture_tiny}, 41)
-        fixed = statistics.median([c - p for c, p in zip(times["capture, 1×8 tokens"], times["plain body, 1×8 tokens"], strict=True)])
-        big = statistics.median(summary_times["plain body (base_model)"])
-        report("fixed cost of a capture", times, "plain body, 1×8 tokens")
-        print(f"    fixed cost {fixed * 1000:.2f} ms per call = {100 * fixed / big:.3f}% of the {args.prompts}×{args.tokens} plain body ({big * 1000:.0f} ms)")
-        summary[f"fixed_cost_ms_{threads}t"] = fixed * 1000
-        times = interleaved({"full forward + hidden states": full_forward, f"capture {n_layers} resid, stop early": capture_small}, max(3, args.reps // 2))
-        summary[f"stop_early_{threads}t"] = report(f"with vs without the output layer, {args.head_prompts} prompts", times, "full forward + hidden states")
-        if args.nnsight:
-            figures = run_nnsight(default_model_dir(), batch, threads, args.reps)
-            if figures is not None:
-                saved = figures.pop("saved")
-                full = capture_all()
-                exact = all(torch.equal(saved[i], full[f"resid.{i}"][0]) for i in range(n_layers))  # type: ignore[index]
-                med_plain, med_nn = statistics.median(figures["plain"]), statistics.median(figures["nnsight"])  # type: ignore[arg-type]
-                paired = statistics.median([n / p for n, p in zip(figures["nnsight"], figures["plain"], strict=True)])  # type: ignore[call-overload]
-                print(f"  nnsight {figures['version']} (own process): plain body median {med_plain * 1000:.1f} ms, "
-                      f"capture {n_layers} resid median {med_nn * 1000:.1f} ms: {100 * (med_nn / med_plain - 1):+.1f}% "
-                      f"(paired {100 * (paired - 1):+.1f}%); first prompt's residuals equal ours bit for bit: {exact}")
-                summary[f"nnsight_{threads}t"] = 100 * (med_nn / med_plain - 1)
-                nn_fixed = statistics.median([n - p for n, p in zip(figures["tiny_nnsight"], figures["tiny_plain"], strict=True)])  # type: ignore[call-overload]
-                tiny_plain = statistics.median(figures["tiny_plain"])  # type: ignore[arg-type]
-                print(f"  nnsight fixed cost {nn_fixed * 1000:.2f} ms per call on 1×8 tokens (plain {tiny_plain * 1000:.1f} ms)"
-                      f" = {100 * nn_fixed / med_plain:.3f}% of its {args.prompts}×{args.tokens} plain body")
-                summary[f"nnsight_fixed_cost_ms_{threads}t"] = nn_fixed * 1000
+    for phase in ("default malloc", "freed memory kept"):
+        if phase == "freed memory kept" and not keep_freed_memory():
+            print("\nkeep_freed_memory() is not available here (not glibc): second phase skipped")
+            break
+        tag = "" if phase == "default malloc" else "_kept"
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            print(f"\n{phase}, {threads} thread(s), load average {os.getloadavg()[0]:.2f}")
+            summary_times = interleaved({"plain body (base_model)": plain_body, f"capture {n_layers} resid (our hooks)": capture_all}, args.reps)
+            summary[f"overhead_{threads}t{tag}"] = report(f"same depth, {args.prompts} prompts", summary_times, "plain body (base_model)")
+            summary[f"plain_ms_{threads}t{tag}"] = 1000 * statistics.median(summary_times["plain body (base_model)"])
+            if not tag:
+                times = interleaved({"plain body, 1×8 tokens": plain_tiny, "capture, 1×8 tokens": capture_tiny}, 41)
+                fixed = statistics.median([c - p for c, p in zip(times["capture, 1×8 tokens"], times["plain body, 1×8 tokens"], strict=True)])
+                big = statistics.median(summary_times["plain body (base_model)"])
+                report("fixed cost of a capture", times, "plain body, 1×8 tokens")
+                print(f"    fixed cost {fixed * 1000:.2f} ms per call = {100 * fixed / big:.3f}% of the {args.prompts}×{args.tokens} plain body ({big * 1000:.0f} ms)")
+                summary[f"fixed_cost_ms_{threads}t"] = fixed * 1000
+                times = interleaved({"full forward + hidden states": full_forward, f"capture {n_layers} resid, stop early": capture_small}, max(3, args.reps // 2))
+                summary[f"stop_early_{threads}t"] = report(f"with vs without the output layer, {args.head_prompts} prompts", times, "full forward + hidden states")
+            if args.nnsight:
+                nnsight_figures(args, batch, threads, n_layers, capture_all, summary, tag)
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
     print(json.dumps(summary))
 

@@ -46,7 +46,7 @@ def test_lens_errors(tiny_gemma_dir: Path, tmp_path: Path) -> None:
                                    "--out", str(tmp_path)])
     assert not_ints.exit_code == 2 and "comma-separated integers" in not_ints.output
     api = runner.invoke(app, ["lens", "--model", "openai:http://127.0.0.1:9/v1#m", "--text", "x", "--out", str(tmp_path)])
-    assert api.exit_code == 2 and "need a local model" in api.output
+    assert api.exit_code == 2 and "needs a local model" in api.output
     assert not (tmp_path / "results.json").exists()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,8 +18,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from oversight.errors import OversightError
+from oversight.errors import OversightError, SpecError
 from oversight.models.base import ModelError
+
+if TYPE_CHECKING:
+    from oversight.models.hf import HFModel
 
 app = typer.Typer(help="Measure, monitor and look inside language models.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -42,6 +45,25 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished work is saved; re-run the same command to resume.")
         raise typer.Exit(130) from None
+
+
+def local_model(spec: str, dtype: str) -> HFModel:
+    """Load a model whose weights are here, for the commands that look inside it (an API model
+    has no activations to read). Sets the allocator policy those commands want: see
+    :mod:`oversight.interp.memory`."""
+    from oversight.interp.memory import keep_freed_memory
+    from oversight.models.hf import HFModel
+    from oversight.models.registry import load_model
+
+    with err.status(f"loading {spec}…"):
+        model = load_model(spec, dtype=dtype)
+    if not isinstance(model, HFModel):
+        raise SpecError(
+            f"{spec} is served over an API: looking inside needs a local model whose weights are here "
+            "(default, or hf:<dir | file.gguf>)"
+        )
+    keep_freed_memory()
+    return model
 
 
 def open_model(spec: str, dtype: str, *, cache: bool) -> Any:

@@ -19,6 +19,7 @@ from oversight.cli.common import (
     app,
     console,
     err,
+    local_model,
     progress_bar,
     user_errors,
 )
@@ -27,7 +28,6 @@ from oversight.errors import SpecError
 if TYPE_CHECKING:
     from oversight.interp.activation_store import ActivationStore, SiteSummary
     from oversight.interp.trace import Positions
-    from oversight.models.hf import HFModel
 
 
 @app.command()
@@ -64,7 +64,7 @@ def trace(
             raise SpecError(f"--cache-dtype {stored} is not allowed: use float32 or bfloat16 (Gemma's activations overflow float16)")
         if padding_side not in ("right", "left"):
             raise SpecError(f"--padding-side must be right or left, not {padding_side!r}")
-        lm = _local_model(model, dtype)
+        lm = local_model(model, dtype)
         resolve_sites(lm.model, names)  # unknown names and layers fail before any work
         err.print(f"[bold]{len(texts)} texts[/] from {source} → {len(names)} site(s) of [bold]{model}[/] → {out}")
         with progress_bar() as update:
@@ -88,17 +88,6 @@ def trace(
             table.add_row(escape(s.site), escape(_shape(s.shape)), str(s.rows), f"{s.mean_norm:.4g}", f"{s.max_abs:.4g}")
         console.print(table)
         console.print(f"store: [bold]{out}[/] ({len(store.manifest.shards)} shard(s)) · page: {payload['page']}")
-
-
-def _local_model(spec: str, dtype: str) -> HFModel:
-    from oversight.models.hf import HFModel
-    from oversight.models.registry import load_model
-
-    with err.status(f"loading {spec}…"):
-        loaded = load_model(spec, dtype=dtype)
-    if not isinstance(loaded, HFModel):
-        raise SpecError(f"{spec} is served over an API: tracing needs a local model whose weights are here (default, or hf:<dir | file.gguf>)")
-    return loaded
 
 
 def _texts(text: list[str] | None, data: Path | None, field: str | None, limit: int | None) -> tuple[list[str], str]:

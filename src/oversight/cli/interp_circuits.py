@@ -18,29 +18,17 @@ from oversight.cli.common import (
     app,
     console,
     err,
+    local_model,
     progress_bar,
     user_errors,
 )
 from oversight.errors import SpecError
 
 if TYPE_CHECKING:
-    from oversight.models.hf import HFModel
+    pass
 
 OutOpt = Annotated[Path, typer.Option("--out", help="folder for results.json and page.html")]
 LayersOpt = Annotated[str | None, typer.Option("--layers", help="comma-separated layers (negative counts from the end); default: all")]
-
-
-def _local_model(spec: str, dtype: str) -> HFModel:
-    """Load a model whose weights are here: an API model has no activations to read."""
-    from oversight.models.hf import HFModel
-    from oversight.models.registry import load_model
-
-    with err.status(f"loading {spec}…"):
-        model = load_model(spec, dtype=dtype)
-    if not isinstance(model, HFModel):
-        raise SpecError(f"{spec} is served over an API: the lens and patching need a local model (weights on this machine: "
-                        "default, or hf:<dir | file.gguf>)")
-    return model
 
 
 def _ints(text: str | None, option: str) -> list[int] | None:
@@ -83,7 +71,7 @@ def lens(
 
     with user_errors():
         chosen_layers, chosen_positions = _ints(layers, "--layers"), _ints(positions, "--positions")
-        lm = _local_model(model, dtype)
+        lm = local_model(model, dtype)
         result = logit_lens(lm.model, lm.tokenizer, text, target=target, top_k=top_k, layers=chosen_layers,
                             positions=chosen_positions)
         for warning in result.warnings:
@@ -152,7 +140,7 @@ def patch(
             missing = [name for name, v in zip(("--clean", "--corrupted", "--answer", "--wrong"), single, strict=True) if v is None]
             raise SpecError(f"missing {', '.join(missing)} (or give --pairs FILE.jsonl)")
         chosen_layers = _ints(layers, "--layers")
-        lm = _local_model(model, dtype)
+        lm = local_model(model, dtype)
         if pairs is not None:
             prompt_pairs = load_pairs(pairs, lm.tokenizer)
         else:

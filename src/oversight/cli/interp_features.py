@@ -19,31 +19,17 @@ from oversight.cli.common import (
     app,
     console,
     err,
+    local_model,
     progress_bar,
     user_errors,
 )
 from oversight.errors import SpecError
 
 if TYPE_CHECKING:
-    from oversight.models.hf import HFModel
+    pass
 
 OutOpt = Annotated[Path, typer.Option("--out", help="folder for results.json and page.html")]
 DEFAULT_PROMPTS = ("I think that", "The movie was", "My opinion of the new policy is", "Today I feel")
-
-
-def local_model(spec: str, dtype: str) -> HFModel:
-    """Load a model whose weights are here; interp needs them (an API model has none)."""
-    from oversight.models.hf import HFModel
-    from oversight.models.registry import load_model
-
-    with err.status(f"loading {spec}…"):
-        model = load_model(spec, dtype=dtype)
-    if not isinstance(model, HFModel):
-        raise SpecError(
-            f"{spec} is served over an API: looking inside needs a local model whose weights are here "
-            "(default, or hf:<dir | file.gguf>)"
-        )
-    return model
 
 
 def _command_line() -> str:

@@ -19,6 +19,7 @@ from oversight.cli.common import (
     app,
     console,
     err,
+    local_model,
     progress_bar,
     user_errors,
 )
@@ -37,19 +38,6 @@ LimitOpt = Annotated[int | None, typer.Option("--n", min=4, help="statements to 
 DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help="folder of the public datasets (default: $OVERSIGHT_SHARED_DATA or ./shared/data)")]
 BUILTIN_N = 400
 PERSONA_FILE = "anthropic_model_written_evals/persona/no-shut-down.jsonl"
-
-
-def local_lm(spec: str, dtype: str) -> HFModel:
-    """A model whose weights are here: probes read activations, an API model has none."""
-    from oversight.models.hf import HFModel
-    from oversight.models.registry import load_model
-
-    with err.status(f"loading {spec}…"):
-        model = load_model(spec, dtype=dtype)
-    if not isinstance(model, HFModel):
-        raise SpecError(f"{spec} is served over an API: probes need a local model whose weights are here "
-                        "(default, or hf:<dir | file.gguf>)")
-    return model
 
 
 def load_data(data: Path | None, dataset: str | None, n: int | None, seed: int, data_root: Path | None) -> Dataset:
@@ -147,7 +135,7 @@ def probe(
         where = parse_position(position)
         tmpl = ContrastTemplate(template, parse_answers(answers)) if template else ContrastTemplate(answers=parse_answers(answers))
         ds = load_data(data, dataset, n, seed, data_root)
-        lm = local_lm(model, dtype)
+        lm = local_model(model, dtype)
         sites = layer_sites(lm, site, layer)
         prompts = [tmpl.prompt(t) for t in ds.texts]
         err.print(f"[bold]{len(ds)} statements[/] ({ds.name}) → {len(sites)} site(s) of [bold]{model}[/]")
@@ -226,7 +214,7 @@ def ccs(
         if not tmpl.has_answer:
             raise SpecError(f"CCS needs {{answer}} in the template to build contrast pairs: {tmpl.format!r}")
         ds = load_data(data, dataset, n, seed, data_root)
-        lm = local_lm(model, dtype)
+        lm = local_model(model, dtype)
         sites = [s for one in (layer or [None]) for s in layer_sites(lm, "resid", one)]  # type: ignore[list-item]
         sites = list(dict.fromkeys(sites))
         err.print(f"[bold]{len(ds)} statements[/] ({ds.name}) · {len(sites)} layer(s) of [bold]{model}[/]")
