@@ -14,6 +14,10 @@ switches the model's attention implementation to eager for that pass and restore
 
 Activations come back on the CPU (captures) or on the model's device (:func:`forward_with`), in
 float32 or bfloat16, never float16: Gemma's residual stream exceeds float16's range.
+
+On CPU with glibc, a capture that keeps large activations costs a few percent more than the hooks
+do unless freed memory is kept for reuse: call :func:`oversight.interp.memory.keep_freed_memory`
+once at start (the CLI does).
 """
 
 from __future__ import annotations
