@@ -383,10 +383,18 @@ def serve(
 
 @contextlib.contextmanager
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` from a background thread; yields its base URL (``http://host:port/v1``).
+    """Serve the OpenAI-compatible ``app`` from a background thread; yields its base URL
+    (``http://host:port/v1``). For tests, notebooks and judges that need a local endpoint."""
+    with run_in_thread(app, host, port) as root:
+        yield f"{root}/v1"
+
+
+@contextlib.contextmanager
+def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve any ASGI ``app`` with uvicorn from a background thread; yields ``http://host:port``.
 
     Port 0 picks a free port: the socket is bound here, before the server starts, so
-    there is no race for it. For tests, notebooks and judges that need a local endpoint.
+    there is no race for it.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -401,7 +409,7 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the server on {host}:{bound_port} did not start")
             time.sleep(0.01)
-        yield f"http://{host}:{bound_port}/v1"
+        yield f"http://{host}:{bound_port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
