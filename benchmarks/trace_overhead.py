@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from oversight.interp.memory import keep_freed_memory
+from oversight.interp.memory import GLIBC_TUNABLES, keep_freed_memory
 from oversight.interp.sites import residual_sites
 from oversight.interp.trace import Batch, forward_with, pad
 from oversight.models.default import default_model_dir, load_default
@@ -95,10 +95,6 @@ def report(title: str, times: dict[str, list[float]], base: str) -> dict[str, fl
     return out
 
 
-#: ``keep_freed_memory()``'s policy, for a process that does not import oversight.
-KEEP_FREED_TUNABLES = "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432"
-
-
 def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int, *, keep_freed: bool) -> dict[str, object] | None:
     python = HERE / ".venv-nnsight" / "bin" / "python"
     if not python.exists():
@@ -110,7 +106,7 @@ def run_nnsight(model_dir: Path, batch: Batch, threads: int, reps: int, *, keep_
         result = subprocess.run(
             [str(python), str(HERE / "trace_overhead_nnsight.py"), str(model_dir), str(inputs), str(threads), str(reps), str(Path(tmp) / "saved.pt")],
             capture_output=True, text=True, check=False,
-            env={**os.environ, "GLIBC_TUNABLES": KEEP_FREED_TUNABLES} if keep_freed else None,
+            env={**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES} if keep_freed else None,
         )
         if result.returncode != 0:
             print(f"  nnsight failed:\n{result.stderr[-3000:]}")

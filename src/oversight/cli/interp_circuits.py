@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,9 +23,6 @@ from oversight.cli.common import (
     user_errors,
 )
 from oversight.errors import SpecError
-
-if TYPE_CHECKING:
-    pass
 
 OutOpt = Annotated[Path, typer.Option("--out", help="folder for results.json and page.html")]
 LayersOpt = Annotated[str | None, typer.Option("--layers", help="comma-separated layers (negative counts from the end); default: all")]

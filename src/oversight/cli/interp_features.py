@@ -7,7 +7,7 @@ import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,9 +24,6 @@ from oversight.cli.common import (
     user_errors,
 )
 from oversight.errors import SpecError
-
-if TYPE_CHECKING:
-    pass
 
 OutOpt = Annotated[Path, typer.Option("--out", help="folder for results.json and page.html")]
 DEFAULT_PROMPTS = ("I think that", "The movie was", "My opinion of the new policy is", "Today I feel")

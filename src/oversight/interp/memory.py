@@ -25,9 +25,14 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: glibc's ceiling for the mmap threshold on 64-bit systems (``DEFAULT_MMAP_THRESHOLD_MAX``).
 MAX_MMAP_THRESHOLD = 32 * 2**20
+#: Freed heap kept for reuse by default: room for a few captures of a small model.
+DEFAULT_TRIM_THRESHOLD = 2**30
+
+#: The same policy for a process that does not import oversight (``GLIBC_TUNABLES``).
+GLIBC_TUNABLES = f"glibc.malloc.trim_threshold={DEFAULT_TRIM_THRESHOLD}:glibc.malloc.mmap_threshold={MAX_MMAP_THRESHOLD}"
 
 
-def keep_freed_memory(trim_threshold: int = 2**30, mmap_threshold: int = MAX_MMAP_THRESHOLD) -> bool:
+def keep_freed_memory(trim_threshold: int = DEFAULT_TRIM_THRESHOLD, mmap_threshold: int = MAX_MMAP_THRESHOLD) -> bool:
     """Ask glibc's malloc to keep up to ``trim_threshold`` bytes of freed heap for reuse and to
     serve blocks up to ``mmap_threshold`` bytes from the heap. Returns False, changing nothing,
     where the C library is not glibc (macOS, musl) or refuses the values."""
