@@ -38,6 +38,7 @@ numbers match it to float32 precision.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -214,6 +215,9 @@ class LoglikelihoodEngine:
         weight = getattr(head, "weight", None)
         self.hidden_size = int(weight.shape[-1]) if isinstance(weight, torch.Tensor) else int(model.config.hidden_size)
         self.attention = _attention_of(model)
+        #: transformers 5.x renamed the forward's ``past_key_values`` to ``cache`` (the old
+        #: name warns, then goes); older releases know only the old one.
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
         config = model.config
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.min_queries = query_minimum(int(head_dim)) if self.dtype == torch.float32 else MIN_ROWS
@@ -408,8 +412,8 @@ class LoglikelihoodEngine:
             input_ids=torch.from_numpy(ids).to(self.device),
             attention_mask=mask_arg,
             position_ids=torch.from_numpy(positions).to(self.device),
-            past_key_values=cache,
             use_cache=True,
+            **{self._cache_arg: cache},
         )
         hidden: torch.Tensor = out.last_hidden_state
         return hidden, cache
