@@ -160,6 +160,19 @@ STARTUP_PROBES = {
 }
 
 
+def source_revision() -> str:
+    """The commit of the oversight tree being measured (``+dirty`` with uncommitted changes),
+    so that a figure can always be traced to the engine that produced it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "src").strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def startup_probe(side: str, python: Path, model: Path, env: dict[str, str], log: Path) -> Timing:
     code = STARTUP_PROBES[side].format(model=str(model))
     return run_timed([str(python), "-c", code], env, log)
@@ -268,7 +281,8 @@ def print_report(summary: dict) -> bool:
     """The tables, from a ``summary.json`` dict; True when exactness and accuracies hold."""
     startup = summary["startup"]
     print()
-    print(f"threads={summary['threads']}  limit={summary['limit']}  cpus={summary.get('cpus')}  "
+    print(f"oversight {summary.get('revision', 'unknown')}  threads={summary['threads']}  "
+          f"limit={summary['limit']}  cpus={summary.get('cpus')}  "
           "startup (imports + model load, nothing scored): "
           + ", ".join(f"{k} {v['wall_s']:.1f}s" for k, v in startup.items()))
     header = (f"{'task':<34} {'docs':>5} {'reqs':>5} {'side':<14} {'wall s':>7} {'cpu s':>7} "
@@ -373,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     model = (args.model or default_model_dir(main_python)).resolve()
     yamls = [y.resolve() for y in (args.tasks or sorted(TASK_DIR.glob("*.yaml")))]
     env = bench_env(args.threads)
-    print(f"model {model}\nlm-eval venv {lm_python.parent.parent}\nout {out}\nload average at start "
+    revision = source_revision()
+    print(f"oversight {revision}\nmodel {model}\nlm-eval venv {lm_python.parent.parent}\nout {out}\nload average at start "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     if os.getloadavg()[0] >= 1.0:
         print("note: the machine is busy, so wall times are noisy (compare the cpu columns)"
@@ -409,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         })
 
     summary = {
-        "model": str(model), "threads": args.threads, "limit": limit, "cpus": os.cpu_count(),
+        "model": str(model), "revision": revision, "threads": args.threads, "limit": limit, "cpus": os.cpu_count(),
         "startup": {k: asdict(v) for k, v in startup.items()},
         "tasks": [
             {
