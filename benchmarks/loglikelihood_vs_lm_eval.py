@@ -161,7 +161,7 @@ STARTUP_PROBES = {
 
 
 def source_revision() -> str:
-    """The commit of the oversight tree being measured (``+dirty`` with uncommitted changes),
+    """The commit of the oversight tree being measured (``+dirty`` when src/ has uncommitted changes),
     so that a figure can always be traced to the engine that produced it."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
