@@ -152,6 +152,7 @@ def _compact(mask: Bools, *arrays: Floats) -> tuple[Bools, list[Floats]]:
 
 
 Interval = tuple[Floats, Floats, Floats]  # estimate, low, high (one entry per population)
+Runner = Callable[[Populations, int], Interval]
 
 
 def srs_labels(pop: Populations, n: int) -> tuple[Floats, Floats]:
@@ -202,7 +203,7 @@ def run_active(pop: Populations, n: int, clt: bool = False) -> Interval:
     return theta, lo, hi
 
 
-RUNNERS: dict[str, Callable[[Populations, int], Interval]] = {
+RUNNERS: dict[str, Runner] = {
     "wilson": run_wilson,
     "ppi": run_ppi,
     "stratified": run_stratified,
@@ -213,24 +214,25 @@ RUNNERS: dict[str, Callable[[Populations, int], Interval]] = {
 # --------------------------------------------------------------------------- labels needed
 
 
-def median_half_width(pop: Populations, method: str, n: int) -> float:
-    _, lo, hi = RUNNERS[method](pop, n)
+def median_half_width(pop: Populations, runner: Runner, n: int) -> float:
+    _, lo, hi = runner(pop, n)
     return float(np.median(hi - lo) / 2)
 
 
-def labels_needed(pop: Populations, method: str, target: float) -> int | None:
+def labels_needed(pop: Populations, method: str | Runner, target: float) -> int | None:
     """Smallest n with median half-width ≤ target (bisection; common random numbers)."""
+    runner = RUNNERS[method] if isinstance(method, str) else method
     lo, hi = 10, 40
-    while median_half_width(pop, method, hi) > target:
+    while median_half_width(pop, runner, hi) > target:
         lo, hi = hi, hi * 2
         if hi >= pop.size:
-            if median_half_width(pop, method, pop.size - 1) > target:
+            if median_half_width(pop, runner, pop.size - 1) > target:
                 return None
             hi = pop.size - 1
             break
     while hi - lo > max(2, hi // 100):
         mid = (lo + hi) // 2
-        if median_half_width(pop, method, mid) <= target:
+        if median_half_width(pop, runner, mid) <= target:
             hi = mid
         else:
             lo = mid
