@@ -55,6 +55,18 @@ at least 94.2% for Wilson, PPI++, stratified and active designs, against a minim
 few: at a 1% rate and n ≤ 100 the intervals cover 98–100%, and for a ±2-point interval at a
 1% rate PPI++ needs about 10% more labels than Wilson.
 
+**Monitors that rank well but are miscalibrated** (``benchmarks/interval_tradeoffs.py``:
+the same binormal scores passed through ``expit(a·logit s + b)``, AUROC 0.9 and 0.97, the
+grid above, 1,000 populations per cell). The active design's worst cell: 94.6% overconfident
+(a = 2), 93.6% underconfident (a = ½), 94.1% deflated (b = −1.5), but 92.0% inflated
+(b = +1.5, AUROC 0.97, a 20% rate and 50–100 labels; three of 32 cells below 93%). Inflated
+scores put the faults near s = 1, where ``√(s(1 − s))`` draws them least, and λ̂ estimated
+from few labels then biases the estimate low. Neither a larger uniform floor (20–30%) nor a
+leave-one-out λ helped. The narrower construction that benchmark measures (plain normal
+interval, skew-widened, with a zero-miss guard ``ln 40 · (1 − λμ)/n``) needs 132 labels
+instead of 157 for ±2 points at 5% (AUROC 0.97), but covers 91.8% with the overconfident
+monitor, which is what LLM judges tend to be; so it is not used.
+
 **Designs and their assumptions.** ``ppi_*`` and the classical intervals assume the labelled
 items are a simple random sample of the N (the queue's ``random`` policy). ``active_rate_ci``
 assumes Poisson sampling with known π (each item chosen independently with probability π_i,
