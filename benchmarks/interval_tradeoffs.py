@@ -36,7 +36,7 @@ from labels_needed import (
     Interval,
     Populations,
     Runner,
-    _compact,
+    active_sample,
     labels_needed,
     run_active,
     run_wilson,
@@ -52,9 +52,7 @@ EDGEWORTH = (2 * Z95**2 + 1) / 6  # first-order skewness term of a studentised m
 
 def run_guarded_clt(pop: Populations, n: int) -> Interval:
     """The normal interval of the active estimator, skew-widened, with a zero-miss guard."""
-    pi = pop.pps(n)
-    present, (y, s, p) = _compact(pop.uniform < pi, pop.y, pop.s, pi)
-    p = np.where(present, p, 1.0)
+    present, y, s, p = active_sample(pop, n)
     big_n = np.full(pop.reps, float(pop.size))
     parts = _design_parts(y, s, p, present, pop.total, big_n, Z95, lam_fixed=None, pseudo_share=0.0)
     # Third central moment of the Poisson-design estimator, Σ (1−π)(1−2π)/π² · d³, estimated

@@ -186,10 +186,16 @@ def run_stratified(pop: Populations, n: int) -> Interval:
     return est._stratified_kernel(y, h.astype(np.int64), pop.bin_sizes.astype(np.float64), Z95)
 
 
-def run_active(pop: Populations, n: int, clt: bool = False) -> Interval:
+def active_sample(pop: Populations, n: int) -> tuple[Bools, Floats, Floats, Floats]:
+    """The active policy's Poisson sample of (expected) size n: mask, labels, scores, π
+    (π = 1 on padding)."""
     pi = pop.pps(n)
     present, (y, s, p) = _compact(pop.uniform < pi, pop.y, pop.s, pi)
-    p = np.where(present, p, 1.0)
+    return present, y, s, np.where(present, p, 1.0)
+
+
+def run_active(pop: Populations, n: int, clt: bool = False) -> Interval:
+    present, y, s, p = active_sample(pop, n)
     big_n = np.full(pop.reps, float(pop.size))
     theta, lo, hi, lam = est._design_kernel(y, s, p, present, pop.total, big_n, Z95, lam_fixed=None)
     if clt:  # Hájek difference estimator with its plain normal interval

@@ -124,6 +124,21 @@ def _first_in_each_bin(bins: NDArray[np.int64], alloc: NDArray[np.int64]) -> NDA
     return chosen
 
 
+def _active_interval(
+    rng: np.random.Generator, y: Floats, s: Floats, pps: _PPS, n: int
+) -> tuple[Floats, Floats, Floats, Floats]:
+    """One Poisson draw of the active design per population and its interval: (low, high,
+    the drawn labels, their π), padded rows with π = 1."""
+    pi = pps(n)
+    present, (y_a, s_a, pi_a) = _compact(rng.random(s.shape) < pi, y, s, pi)
+    pi_a = np.where(present, pi_a, 1.0)
+    big_n = np.full(s.shape[0], float(s.shape[1]))
+    _, lo, hi, _ = est._design_kernel(
+        y_a, s_a, pi_a, present, s.sum(1), big_n, Z95, lam_fixed=None
+    )
+    return lo, hi, y_a, pi_a
+
+
 def _covers(lo: Floats, hi: Floats, truth: Floats, faults: Floats) -> Result:
     """Coverage, median half-width, and mean number of faults among the random labels."""
     covered = float(np.mean((lo <= truth) & (truth <= hi)))
@@ -164,12 +179,7 @@ def _simulate_population(
             _, lo, hi = est._stratified_kernel(y_s, h_s.astype(np.int64), bin_sizes, Z95)
             yield ("stratified", auroc, rate, n), _covers(lo, hi, truth, y_s.sum(1))
         if pps is not None:
-            pi = pps(n)
-            present, (y_a, s_a, pi_a) = _compact(rng.random(s.shape) < pi, y, s, pi)
-            pi_a = np.where(present, pi_a, 1.0)
-            _, lo, hi, _ = est._design_kernel(
-                y_a, s_a, pi_a, present, total, big_n, Z95, lam_fixed=None
-            )
+            lo, hi, y_a, pi_a = _active_interval(rng, y, s, pps, n)
             random_faults = (y_a * (pi_a < 1)).sum(1)
             yield ("active", auroc, rate, n), _covers(lo, hi, truth, random_faults)
         if "top_k_plus_random" in methods:
@@ -268,13 +278,7 @@ def test_active_design_holds_when_the_monitor_is_miscalibrated(scale: float, shi
         truth = y.mean(1)
         pps = _PPS(np.sqrt(s * (1 - s)), 1000)
         for n in (100, 300, 1000):
-            pi = pps(n)
-            present, (y_a, s_a, pi_a) = _compact(rng.random(s.shape) < pi, y, s, pi)
-            pi_a = np.where(present, pi_a, 1.0)
-            _, lo, hi, _ = est._design_kernel(
-                y_a, s_a, pi_a, present, s.sum(1), np.full(REPS, float(POPULATION)), Z95,
-                lam_fixed=None,
-            )
+            lo, hi, y_a, _ = _active_interval(rng, y, s, pps, n)
             covered = _covers(lo, hi, truth, y_a.sum(1))[0]
             assert covered >= 0.93, (scale, shift, rate, n, covered)
 
